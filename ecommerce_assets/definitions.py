@@ -1,0 +1,27 @@
+"""The code location: `ecommerce_assets.definitions:defs`."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ecommerce_assets.factory import build_warehouse
+from ecommerce_assets.models import load_models, resolve_deps
+from ecommerce_assets.raw import RAW_TABLES
+from ecommerce_assets.resources import DuckDBWarehouse, Settings
+from ecommerce_assets.schedules import checks_job, daily_schedule, warehouse_job
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    models = resolve_deps(load_models(), {r.name: "raw" for r in RAW_TABLES})
+    return dg.Definitions(
+        assets=[build_warehouse(models, settings)],
+        jobs=[warehouse_job, checks_job],
+        schedules=[daily_schedule(settings)],
+        resources={"duckdb": DuckDBWarehouse.from_settings(settings)},
+        # One process runs a whole run: DuckDB allows one writer per file.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,260 @@
+"""The one place that builds assets: raw tables and SQL models -> one subsettable multi-asset.
+
+Every model is its own asset (own key, group, tags, materializations and checks in the UI,
+selectable alone), but a run executes all selected ones in ONE step on ONE DuckDB connection:
+each extra step costs a process, event-log writes and a reconnect, which on small data is most
+of the run. Inside the step this module does what Dagster would do across steps: build in
+dependency order, and skip everything downstream of a model that failed or whose blocking check
+failed, so the tables from the previous run stay as they were.
+"""
+
+import datetime as dt
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from pydantic import Field
+
+from ecommerce_assets.checks import CheckDecl, evaluate
+from ecommerce_assets.markdown import markdown_table
+from ecommerce_assets.models import Model, ModelError, load_macros
+from ecommerce_assets.raw import RAW_TABLES, RawLoadError, RawTable, load
+from ecommerce_assets.resources import DuckDBWarehouse, Settings
+
+PREVIEW_ROWS = 5
+KINDS = {"duckdb", "sql"}
+
+# Hand-written work that follows a model's SQL (charts, exports): returns extra metadata.
+AfterBuild = Callable[[duckdb.DuckDBPyConnection, Model, "RunContext"], Mapping[str, object]]
+
+
+class PipelineConfig(dg.Config):
+    """Run config of the warehouse step (Launchpad: ops -> warehouse -> config)."""
+
+    analysis_date: str | None = Field(
+        default=None,
+        description="YYYY-MM-DD date recency, account age and trend windows are measured to. "
+        "Default: the latest completed order date in the data.",
+    )
+    data_dir: str | None = Field(
+        default=None,
+        description="Directory with raw_customers, raw_orders, raw_order_items, raw_products "
+        "(.csv or .parquet). Default: ECOMMERCE_DATA_DIR, else data/.",
+    )
+
+
+class RunContext:
+    """What one run shares across models: the connection's run variables and the output dir."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings, config: PipelineConfig, log):
+        self.con = con
+        self.settings = settings
+        self.config = config
+        self.log = log
+        self.started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+        self.analysis_date: dt.date | None = None
+        con.execute("set variable run_started_at = ?::timestamp", [self.started_at])
+
+    def ensure_analysis_date(self) -> dt.date:
+        if self.analysis_date is None:
+            if self.config.analysis_date:
+                try:
+                    self.analysis_date = dt.date.fromisoformat(self.config.analysis_date)
+                except ValueError:
+                    raise dg.Failure(
+                        f"run config analysis_date={self.config.analysis_date!r} is not a YYYY-MM-DD date"
+                    ) from None
+            else:
+                self.analysis_date = self.con.execute(
+                    "select coalesce(max(order_date) filter (where is_completed), max(order_date), current_date)"
+                    " from staging.stg_orders"
+                ).fetchone()[0]
+            self.con.execute("set variable analysis_date = ?::date", [self.analysis_date])
+            self.log.info(f"analysis date: {self.analysis_date}")
+        return self.analysis_date
+
+
+def build_warehouse(
+    models: Sequence[Model],
+    settings: Settings,
+    raw_tables: Sequence[RawTable] = RAW_TABLES,
+    after_build: Mapping[str, AfterBuild] | None = None,
+    name: str = "warehouse",
+) -> dg.AssetsDefinition:
+    """`models` must be resolved and in dependency order (`models.resolve_deps`)."""
+    after_build = dict(after_build or {})
+
+    specs = [_raw_spec(r) for r in raw_tables] + [_model_spec(m) for m in models]
+    check_specs = [
+        dg.AssetCheckSpec(
+            c.name,
+            asset=m.name,
+            description=f"{c.description} [{c.severity.upper()}{', blocking' if c.blocking else ''}]",
+            blocking=c.blocking,
+            additional_deps=m.check_deps[c.name],
+            metadata={"severity": c.severity, "kind": c.kind, "query": dg.MetadataValue.md(_sql_block(m.check_sql[c.name]))},
+        )
+        for m in models
+        for c in m.checks
+    ]
+
+    @dg.multi_asset(
+        name=name,
+        specs=specs,
+        check_specs=check_specs,
+        can_subset=True,
+        pool="duckdb",
+        description="Loads the raw exports and builds every selected SQL model and check in one DuckDB connection.",
+    )
+    def warehouse(context: dg.AssetExecutionContext, config: PipelineConfig, duckdb: DuckDBWarehouse):
+        selected = {k.to_user_string() for k in context.selected_asset_keys}
+        selected_checks = {(k.asset_key.to_user_string(), k.name) for k in context.selected_asset_check_keys}
+        data_dir = Path(config.data_dir or settings.data_dir)
+        with duckdb.get_connection() as con:
+            run = RunContext(con, settings, config, context.log)
+            _prepare(con, models)
+            yield from _execute(
+                context, run, raw_tables, models, selected, selected_checks, data_dir, after_build
+            )
+
+    return warehouse
+
+
+def _execute(context, run, raw_tables, models, selected, selected_checks, data_dir, after_build) -> Iterator:
+    held_back: set[str] = set()  # built nothing, or failed a blocking check: downstream must wait
+    failures: list[str] = []
+    nodes: list[RawTable | Model] = [*raw_tables, *models]
+    for node in nodes:
+        deps = getattr(node, "deps", ())
+        if node.name in selected:
+            waiting_on = [d for d in deps if d in held_back]
+            if waiting_on:
+                context.log.warning(f"{node.name}: skipped, upstream {waiting_on} failed or failed a blocking check")
+                held_back.add(node.name)
+                continue
+            started = time.perf_counter()
+            try:
+                if isinstance(node, RawTable):
+                    path = load(run.con, node, data_dir)
+                    metadata = {"source_file": dg.MetadataValue.path(str(path))}
+                else:
+                    metadata = _build_model(run, node, after_build.get(node.name))
+            except (duckdb.Error, RawLoadError, ModelError) as e:
+                context.log.error(f"{node.name}: {e}")
+                failures.append(f"{node.name}: {e}")
+                held_back.add(node.name)
+                continue
+            metadata |= _table_metadata(run.con, node)
+            metadata["duration_s"] = round(time.perf_counter() - started, 3)
+            context.log.info(f"{node.table}: {metadata['dagster/row_count']} rows in {metadata['duration_s']} s")
+            yield dg.MaterializeResult(asset_key=node.name, metadata=metadata)
+        for check in getattr(node, "checks", ()):
+            if (node.name, check.name) not in selected_checks or node.name in held_back:
+                continue
+            result = _check_result(run.con, node, check, node.check_sql[check.name])
+            if not result.passed and check.blocking:
+                context.log.error(f"{node.name}: blocking check {check.name} failed; downstream models are skipped")
+                held_back.add(node.name)
+            yield result
+    if failures:
+        raise dg.Failure(
+            description=f"{len(failures)} asset(s) failed; their previous tables are unchanged:\n" + "\n".join(failures)
+        )
+
+
+def _prepare(con: duckdb.DuckDBPyConnection, models: Sequence[Model]) -> None:
+    for schema in sorted({"raw", *(m.layer for m in models)}):
+        con.execute(f"create schema if not exists {schema}")
+    for macro in load_macros():
+        con.execute(macro)
+
+
+def _build_model(run: RunContext, model: Model, after: AfterBuild | None) -> dict:
+    metadata: dict[str, object] = {"sql": dg.MetadataValue.md(_sql_block(model.create_statement()))}
+    if model.uses_analysis_date:
+        metadata["analysis_date"] = str(run.ensure_analysis_date())
+    run.con.execute(model.create_statement())
+    if after:
+        metadata |= after(run.con, model, run)
+    return metadata
+
+
+def _table_metadata(con: duckdb.DuckDBPyConnection, node: RawTable | Model) -> dict:
+    descriptions = getattr(node, "columns", {}) if isinstance(node, Model) else {}
+    columns = con.execute(f"describe {node.table}").fetchall()
+    rows = con.execute(f"select count(*) from {node.table}").fetchone()[0]
+    preview = con.execute(f"select * from {node.table} limit {PREVIEW_ROWS}")
+    names = [d[0] for d in preview.description]
+    return {
+        "dagster/row_count": rows,
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name=c[0], type=c[1], description=descriptions.get(c[0])) for c in columns]
+        ),
+        "preview": dg.MetadataValue.md(markdown_table(names, preview.fetchall(), total=rows)),
+    }
+
+
+def _check_result(con, model: Model, check: CheckDecl, sql: str) -> dg.AssetCheckResult:
+    severity = dg.AssetCheckSeverity.ERROR if check.severity == "error" else dg.AssetCheckSeverity.WARN
+    try:
+        outcome = evaluate(con, sql)
+    except duckdb.Error as e:
+        return dg.AssetCheckResult(
+            asset_key=model.name, check_name=check.name, passed=False, severity=severity,
+            metadata={"error": str(e), "query": dg.MetadataValue.md(_sql_block(sql))},
+        )
+    metadata = {"failing_rows": outcome.failing, "query": dg.MetadataValue.md(_sql_block(sql))}
+    if outcome.failing:
+        metadata["failing_sample"] = dg.MetadataValue.md(markdown_table(outcome.columns, outcome.sample, total=outcome.failing))
+    return dg.AssetCheckResult(
+        asset_key=model.name, check_name=check.name, passed=outcome.passed, severity=severity, metadata=metadata,
+        description=None if outcome.passed else f"{outcome.failing} failing row(s): {check.description}",
+    )
+
+
+def _raw_spec(raw: RawTable) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=raw.name,
+        group_name="raw",
+        description=raw.description,
+        kinds={"duckdb"},
+        skippable=True,
+        metadata={
+            "dagster/table_name": raw.table,
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(name=c, type=t) for c, t in raw.columns.items()]
+            ),
+        },
+    )
+
+
+def _model_spec(model: Model) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=model.name,
+        deps=model.deps,
+        group_name=model.layer,
+        description=model.description,
+        tags={tag: "" for tag in model.tags},
+        kinds=KINDS,
+        code_version=model.code_version,
+        skippable=True,
+        metadata={
+            "dagster/table_name": model.table,
+            "materialized": model.materialized,
+            "dagster/code_references": _code_reference(model.path),
+        },
+    )
+
+
+def _code_reference(path: Path):
+    # Links the asset to its SQL file in the UI; the API is marked beta, the feature is stable.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.CodeReferencesMetadataValue(code_references=[dg.LocalFileCodeReference(file_path=str(path), line_number=1)])
+
+
+def _sql_block(sql: str) -> str:
+    return f"```sql\n{sql}\n```"

@@ -1,0 +1,248 @@
+"""Generate synthetic raw e-commerce files shaped like the bundled data/ CSVs.
+
+    python -m ecommerce_assets.generate --customers 1000000 --out /tmp/data
+
+Rows are produced set-wise inside DuckDB (range() + unnest), never row by row
+in Python. Randomness comes from hash(key, seed, salt) rather than random():
+a hash of the row's own key gives the same value whatever thread computes it,
+so a seed always yields byte-identical files.
+
+IDs follow the bundled data: customers from 1, products from 101, orders
+from 1001 (numbered in date order, like a real order sequence), items from 1.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import duckdb
+
+FILES = ("raw_customers", "raw_orders", "raw_order_items", "raw_products")
+
+# Nouns and price range (USD) per category; product names are
+# "<brand> <adjective> <noun>", which gives 12 * 8 * 56 = 5376 distinct names.
+CATEGORIES = """
+    ('Electronics', ['Mouse', 'Keyboard', 'Headphones', 'Monitor', 'Webcam', 'Speaker', 'Power Bank'], 12, 450),
+    ('Accessories', ['USB Cable', 'Laptop Stand', 'Phone Case', 'Backpack', 'Wallet', 'Sunglasses', 'Watch Strap'], 5, 150),
+    ('Home & Kitchen', ['Coffee Maker', 'Blender', 'Knife Set', 'Cookware Set', 'Desk Lamp', 'Towel Set', 'Storage Box'], 10, 250),
+    ('Clothing', ['T-Shirt', 'Hoodie', 'Jeans', 'Sneakers', 'Jacket', 'Dress', 'Socks'], 8, 180),
+    ('Sports & Outdoors', ['Yoga Mat', 'Water Bottle', 'Dumbbell Set', 'Tent', 'Running Shorts', 'Bike Helmet', 'Hiking Boots'], 8, 350),
+    ('Beauty', ['Face Cream', 'Shampoo', 'Perfume', 'Lipstick', 'Hair Dryer', 'Serum', 'Body Lotion'], 5, 120),
+    ('Books', ['Cookbook', 'Novel', 'Travel Guide', 'Notebook', 'Planner', 'Art Book', 'Biography'], 5, 60),
+    ('Toys & Games', ['Board Game', 'Puzzle', 'Building Set', 'Plush Toy', 'Card Game', 'RC Car', 'Doll House'], 8, 150)
+"""
+BRANDS = "['Northwind', 'Acme', 'Zenith', 'Lumen', 'Orbit', 'Everly', 'Kestrel', 'Novo', 'Atlas', 'Fable', 'Harbor', 'Pioneer']"
+ADJECTIVES = "['Classic', 'Premium', 'Essential', 'Compact', 'Deluxe', 'Everyday', 'Pro', 'Eco']"
+
+FIRST_NAMES = """['James', 'Mary', 'John', 'Patricia', 'Robert', 'Jennifer', 'Michael', 'Linda',
+    'David', 'Elizabeth', 'William', 'Susan', 'Richard', 'Jessica', 'Thomas', 'Sarah', 'Daniel',
+    'Karen', 'Oliver', 'Emma', 'Lucas', 'Sophie', 'Noah', 'Mia', 'Liam', 'Chloe', 'Lukas', 'Anna',
+    'Jonas', 'Lea', 'Louis', 'Camille', 'Hugo', 'Manon', 'Budi', 'Siti', 'Agus', 'Dewi', 'Jack',
+    'Charlotte', 'Ethan', 'Amelia', 'Ava', 'Leo', 'Grace', 'Max', 'Ella', 'Ben', 'Zoe', 'Sam']"""
+LAST_NAMES = """['Smith', 'Johnson', 'Williams', 'Brown', 'Jones', 'Garcia', 'Miller', 'Davis',
+    'Wilson', 'Taylor', 'Anderson', 'Thomas', 'Moore', 'Martin', 'Lee', 'Walker', 'Hall', 'Young',
+    'King', 'Wright', 'Scott', 'Green', 'Baker', 'Adams', 'Nelson', 'Hill', 'Campbell', 'Evans',
+    'Turner', 'Parker', 'Collins', 'Edwards', 'Stewart', 'Murphy', 'Cook', 'Mueller', 'Schmidt',
+    'Schneider', 'Fischer', 'Weber', 'Dubois', 'Bernard', 'Moreau', 'Laurent', 'Santoso',
+    'Wijaya', 'Saputra', 'Tan', 'Nguyen', 'Chen']"""
+# Repeats act as weights: gmail and the US dominate, as in most shops.
+DOMAINS = "['gmail.com', 'gmail.com', 'gmail.com', 'yahoo.com', 'outlook.com', 'hotmail.com', 'icloud.com', 'email.com']"
+COUNTRIES = """['US', 'US', 'US', 'US', 'US', 'US', 'US', 'UK', 'UK', 'UK', 'CA', 'CA', 'DE', 'DE',
+    'FR', 'FR', 'AU', 'AU', 'ID', 'ID', 'NL', 'ES', 'IT', 'IN', 'BR', 'JP', 'SG', 'MX']"""
+
+LAST_DAY = "DATE '2024-12-31'"
+
+
+def _sql(seed: int, customers: int, products: int) -> str:
+    """Tables holding the clean data; dirt is added only when writing."""
+    return f"""
+    -- u in [0, 1), keyed on (a, b) so every row/column draws independently.
+    CREATE MACRO rnd(a, b, salt) AS (hash(a, b, {seed}, salt) % 1000000) / 1000000.0;
+    CREATE MACRO pick(items, a, b, salt) AS items[1 + floor(rnd(a, b, salt) * len(items))::INT];
+
+    CREATE TABLE products AS
+    WITH categories(category, nouns, lo, hi) AS (VALUES {CATEGORIES}),
+    names AS (
+        SELECT brand || ' ' || adj || ' ' || noun AS product_name, category, lo, hi,
+               -- seeded shuffle so the catalogue isn't alphabetical
+               row_number() OVER (ORDER BY hash(brand, adj, noun, {seed}), brand, adj, noun) - 1 AS r
+        FROM unnest({BRANDS}) b(brand), unnest({ADJECTIVES}) a(adj),
+             (SELECT category, unnest(nouns) AS noun, lo, hi FROM categories)
+    ),
+    priced AS (
+        SELECT i, product_name, category,
+               -- log-uniform so cheap items outnumber expensive ones; .99 endings
+               greatest(ceil(exp(ln(lo) + rnd(i, 0, 'price') * (ln(hi) - ln(lo)))) - 0.01, 0.99)
+                   ::DECIMAL(10, 2) AS list_price
+        FROM range({products}) t(i)
+        JOIN names ON r = i % (SELECT count(*) FROM names)
+    )
+    SELECT 101 + i AS product_id, product_name, category,
+           (list_price * (0.35 + 0.4 * rnd(i, 0, 'cost')))::DECIMAL(10, 2) AS cost_price,
+           list_price
+    FROM priced ORDER BY product_id;
+
+    CREATE TABLE customers AS
+    SELECT i AS customer_id,
+           pick({FIRST_NAMES}, i, 0, 'first') AS first_name,
+           pick({LAST_NAMES}, i, 0, 'last') AS last_name,
+           pick({DOMAINS}, i, 0, 'domain') AS domain,
+           pick({COUNTRIES}, i, 0, 'country') AS country,
+           DATE '2021-01-01' + floor(rnd(i, 0, 'created') * 1461)::INT AS created_at,
+           -- mean ~3 orders but skewed: many never or once, a few heavy buyers
+           CASE WHEN u < 0.15 THEN 0
+                WHEN u < 0.50 THEN 1
+                WHEN u < 0.80 THEN 2 + floor(v * 3)
+                WHEN u < 0.95 THEN 5 + floor(v * 4)
+                ELSE 9 + floor(v * 12)
+           END::INT AS n_orders
+    FROM (SELECT range AS i, rnd(range, 0, 'orders') AS u, rnd(range, 0, 'orders2') AS v
+          FROM range(1, {customers} + 1))
+    ORDER BY customer_id;
+
+    CREATE TABLE orders AS
+    WITH o AS (
+        SELECT customer_id, k,
+               -- first purchase soon after sign-up, later ones any time up to the end
+               created_at + CASE WHEN k = 0 THEN least(span, floor(rnd(customer_id, k, 'date') * 30))
+                                 ELSE floor(rnd(customer_id, k, 'date') * (span + 1)) END::INT AS order_date,
+               rnd(customer_id, k, 'status') AS u
+        FROM (SELECT customer_id, created_at, {LAST_DAY} - created_at AS span,
+                     unnest(range(n_orders)) AS k
+              FROM customers)
+    ),
+    s AS (
+        SELECT customer_id, k, order_date,
+               CASE WHEN u < 0.06 THEN 'cancelled'
+                    WHEN u < 0.10 THEN 'returned'
+                    -- the last week's orders mostly haven't shipped yet
+                    WHEN u < 0.60 AND order_date > {LAST_DAY} - 7 THEN 'pending'
+                    WHEN u < 0.12 THEN 'pending'
+                    ELSE 'completed' END AS status,
+               -- 1-5 items, mean ~2.33 (7 items per 3 orders)
+               CASE WHEN w < 0.33 THEN 1 WHEN w < 0.63 THEN 2 WHEN w < 0.80 THEN 3
+                    WHEN w < 0.91 THEN 4 ELSE 5 END AS n_items
+        FROM (SELECT *, rnd(customer_id, k, 'items') AS w FROM o)
+    )
+    SELECT 1000 + row_number() OVER w AS order_id, customer_id, order_date, status,
+           CASE WHEN status = 'cancelled' THEN 0
+                WHEN rnd(customer_id, k, 'ship') < 0.25 THEN 0  -- free shipping
+                ELSE pick([4.99, 5.99, 7.99, 9.99, 12.99, 14.99], customer_id, k, 'ship_fee')
+           END::DECIMAL(10, 2) AS shipping_cost,
+           n_items,
+           -- running total gives each order a contiguous block of item ids
+           sum(n_items) OVER w - n_items + 1 AS first_item_id
+    FROM s
+    WINDOW w AS (ORDER BY order_date, customer_id, k)
+    ORDER BY order_id;
+    """
+
+
+def _copy_sql(dirty: float, products: int) -> dict[str, str]:
+    """SELECTs for each file; a row gets a given kind of dirt when rnd(...) < dirty."""
+    d = dirty
+    return {
+        "raw_customers": f"""
+            SELECT customer_id,
+                   CASE WHEN rnd(customer_id, 0, 'dirty_email') >= {d}
+                            THEN lower(first_name || '.' || last_name) || customer_id || '@' || domain
+                        ELSE CASE floor(rnd(customer_id, 0, 'dirty_email_kind') * 4)
+                                 WHEN 0 THEN NULL  -- missing
+                                 WHEN 1 THEN lower(first_name || '.' || last_name) || customer_id || domain  -- no '@'
+                                 ELSE ' ' || first_name || '.' || last_name || customer_id || '@' || upper(domain) || '  '
+                             END
+                   END AS email,
+                   CASE WHEN rnd(customer_id, 0, 'dirty_first') >= {d} THEN first_name
+                        WHEN rnd(customer_id, 0, 'dirty_first_kind') < 0.5 THEN lower(first_name)
+                        ELSE '  ' || first_name || ' ' END AS first_name,
+                   CASE WHEN rnd(customer_id, 0, 'dirty_last') >= {d} THEN last_name
+                        WHEN rnd(customer_id, 0, 'dirty_last_kind') < 0.5 THEN lower(last_name)
+                        ELSE last_name || '  ' END AS last_name,
+                   CASE WHEN rnd(customer_id, 0, 'dirty_country') < {d} THEN lower(country)
+                        ELSE country END AS country,
+                   created_at
+            FROM customers ORDER BY customer_id""",
+        "raw_orders": f"""
+            SELECT order_id, customer_id, order_date,
+                   CASE WHEN rnd(order_id, 0, 'dirty_status') >= {d} THEN status
+                        ELSE CASE floor(rnd(order_id, 0, 'dirty_status_kind') * 3)
+                                 WHEN 0 THEN upper(status)
+                                 WHEN 1 THEN ' ' || upper(status[1]) || status[2:] || ' '
+                                 ELSE status || '  '
+                             END
+                   END AS status,
+                   shipping_cost
+            FROM orders ORDER BY order_id""",
+        "raw_order_items": f"""
+            SELECT first_item_id + line AS order_item_id, order_id, i.product_id,
+                   CASE WHEN rnd(order_id, line, 'dirty_qty') < {d} THEN 0
+                        WHEN q < 0.70 THEN 1 WHEN q < 0.90 THEN 2 WHEN q < 0.97 THEN 3 ELSE 4
+                   END AS quantity,
+                   CASE WHEN rnd(order_id, line, 'discount') < 0.15
+                            THEN list_price * (1 - pick([0.10, 0.15, 0.20, 0.25, 0.30], order_id, line, 'pct'))
+                        ELSE list_price END::DECIMAL(10, 2) AS unit_price
+            FROM (SELECT order_id, first_item_id, line,
+                         -- squared uniform: a few best-sellers, a long tail
+                         101 + floor({products} * pow(rnd(order_id, line, 'product'), 2))::INT AS product_id,
+                         rnd(order_id, line, 'qty') AS q
+                  FROM (SELECT order_id, first_item_id, unnest(range(n_items)) AS line FROM orders)) i
+            JOIN products p ON p.product_id = i.product_id
+            ORDER BY order_item_id""",
+        "raw_products": "SELECT product_id, product_name, category, cost_price, list_price FROM products ORDER BY product_id",
+    }
+
+
+def generate(out_dir, customers: int, *, seed: int = 42, fmt: str = "csv",
+             dirty: float = 0.0, products: int | None = None) -> dict[str, int]:
+    """Write the four raw files into out_dir; return {file stem: row count}."""
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"fmt must be 'csv' or 'parquet', not {fmt!r}")
+    if not 0.0 <= dirty <= 1.0:
+        raise ValueError(f"dirty must be between 0 and 1, not {dirty}")
+    if customers < 0:
+        raise ValueError("customers must be >= 0")
+    if products is None:
+        products = max(50, min(5000, customers // 200))
+    # Values are spliced into SQL text (macros can't take bound parameters), so force the types.
+    seed, customers, products, dirty = int(seed), int(customers), int(products), float(dirty)
+    if products < 1:
+        raise ValueError("products must be >= 1")
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    options = "FORMAT csv, HEADER" if fmt == "csv" else "FORMAT parquet"
+
+    # No progress bar: the CLI promises a single summary line.
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.execute(_sql(seed, customers, products))
+        counts = {}
+        for name, query in _copy_sql(dirty, products).items():
+            path = str(out / f"{name}.{fmt}").replace("'", "''")
+            counts[name] = con.execute(f"COPY ({query}) TO '{path}' ({options})").fetchone()[0]
+    finally:
+        con.close()
+    return {name: counts[name] for name in FILES}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, required=True)
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--dirty", type=float, default=0.0, help="fraction of rows to make dirty, 0..1")
+    parser.add_argument("--products", type=int, default=None, help="catalogue size (default scales with customers)")
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    counts = generate(args.out, args.customers, seed=args.seed, fmt=args.format,
+                      dirty=args.dirty, products=args.products)
+    seconds = time.perf_counter() - start
+    summary = ", ".join(f"{name}={n:,}" for name, n in counts.items())
+    print(f"wrote {summary} to {args.out} as {args.format} in {seconds:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Reads `sql/<layer>/<model>.sql` into `Model` records.
+
+Each file is one model: a YAML header in a leading `/* ... */` comment (description, tags,
+column descriptions, checks) and a plain DuckDB `select`. The file name is the table and the
+asset name, the folder its schema and layer. Upstream tables are parsed from the SQL itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+import sqlglot
+import yaml
+from sqlglot import exp
+
+from ecommerce_assets.checks import CheckDecl, parse_checks
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+# Materialization and tag per layer, the way dbt_project.yml sets them per folder.
+LAYERS: dict[str, str] = {
+    "staging": "view",
+    "intermediate": "table",
+    "marts": "table",
+    "ml": "table",
+}
+
+_HEADER = re.compile(r"\A\s*/\*(.*?)\*/", re.S)
+
+
+class ModelError(ValueError):
+    """A model file that cannot be turned into an asset; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    layer: str
+    path: Path
+    sql: str
+    materialized: str
+    description: str
+    tags: tuple[str, ...]
+    columns: dict[str, str]
+    checks: tuple[CheckDecl, ...]
+    table_refs: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    deps: tuple[str, ...] = ()
+    # Filled by resolve_deps: check name -> failing-rows query, and the other tables it reads.
+    check_sql: dict[str, str] = field(default_factory=dict, compare=False)
+    check_deps: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+
+    @property
+    def run_after(self) -> tuple[str, ...]:
+        """Upstream models plus the tables its checks read: all must be built before it."""
+        return tuple(dict.fromkeys([*self.deps, *(t for ts in self.check_deps.values() for t in ts)]))
+
+    @property
+    def table(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+    @property
+    def uses_analysis_date(self) -> bool:
+        return "getvariable('analysis_date')" in self.sql
+
+    @cached_property
+    def code_version(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+
+    def create_statement(self) -> str:
+        return f"create or replace {self.materialized} {self.table} as\n{self.sql}"
+
+
+def parse_model(path: Path, layer: str, default_materialized: str = "table") -> Model:
+    text = path.read_text()
+    match = _HEADER.match(text)
+    header: dict = {}
+    body = text
+    if match:
+        try:
+            header = yaml.safe_load(match.group(1)) or {}
+        except yaml.YAMLError as e:
+            raise ModelError(f"{path}: the header comment is not valid YAML: {e}") from e
+        body = text[match.end() :]
+    body = body.strip().rstrip(";").strip()
+    if not body:
+        raise ModelError(f"{path}: no SQL after the header")
+    unknown = set(header) - {"description", "tags", "columns", "checks", "materialized"}
+    if unknown:
+        raise ModelError(f"{path}: unknown header keys {sorted(unknown)}")
+
+    name = path.stem
+    columns = header.get("columns") or {}
+    return Model(
+        name=name,
+        layer=layer,
+        path=path,
+        sql=body,
+        materialized=header.get("materialized", default_materialized),
+        description=(header.get("description") or f"{layer} model {name}").strip(),
+        tags=tuple(dict.fromkeys([layer, *header.get("tags", [])])),
+        columns={col: (spec or {}).get("description", "") for col, spec in columns.items()},
+        checks=parse_checks(f"{layer}.{name}", columns, header.get("checks") or [], where=str(path)),
+        table_refs=sql_table_refs(body, where=str(path)),
+    )
+
+
+def sql_table_refs(sql: str, where: str = "query") -> frozenset[tuple[str, str]]:
+    """(schema, table) pairs the query reads, CTE names excluded."""
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError as e:
+        raise ModelError(f"{where}: cannot parse the SQL: {e}") from e
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    return frozenset(
+        (t.db, t.name)
+        for t in tree.find_all(exp.Table)
+        if t.name and not (not t.db and t.name in ctes)
+    )
+
+
+def resolve_deps(models: list[Model], source_tables: dict[str, str]) -> list[Model]:
+    """Turn table references into upstream asset names and check queries; fail on unknown tables.
+
+    `source_tables` maps the name of every non-model asset (the raw tables) to its schema.
+    Returns the models in an order where each comes after its upstream models and after the
+    tables its checks read.
+    """
+    schema_of = {**source_tables, **{m.name: m.layer for m in models}}
+
+    def asset_names(refs, model: Model, what: str) -> tuple[str, ...]:
+        names = []
+        for schema, table in sorted(refs):
+            if table not in schema_of or (schema and schema != schema_of[table]):
+                known = ", ".join(f"{s}.{t}" for t, s in sorted(schema_of.items()))
+                raise ModelError(
+                    f"{model.path}: {what} reads {schema + '.' if schema else ''}{table}, which is "
+                    f"no model or raw table of this project. Known tables: {known}"
+                )
+            names.append(table)
+        return tuple(dict.fromkeys(names))
+
+    def table_of(model: Model, check: CheckDecl):
+        def lookup(name: str) -> str:
+            if name not in schema_of:
+                raise ModelError(f"{model.path}: check {check.name} refers to unknown model {name!r}")
+            return f"{schema_of[name]}.{name}"
+
+        return lookup
+
+    resolved = []
+    for model in models:
+        deps = asset_names(model.table_refs, model, "the model")
+        if model.name in deps:
+            raise ModelError(f"{model.path}: the model reads its own table {model.table}")
+        check_sql = {c.name: c.failing_rows_sql(table_of(model, c)) for c in model.checks}
+        check_deps = {
+            name: tuple(
+                t for t in asset_names(sql_table_refs(sql, f"{model.path} check {name}"), model, f"check {name}")
+                if t != model.name
+            )
+            for name, sql in check_sql.items()
+        }
+        resolved.append(replace(model, deps=deps, check_sql=check_sql, check_deps=check_deps))
+    return _topological(resolved)
+
+
+def _topological(models: list[Model]) -> list[Model]:
+    by_name = {m.name: m for m in models}
+    ordered: list[Model] = []
+    state: dict[str, str] = {}
+
+    def visit(model: Model, chain: tuple[str, ...]) -> None:
+        if state.get(model.name) == "done":
+            return
+        if state.get(model.name) == "visiting":
+            raise ModelError(f"dependency cycle: {' -> '.join((*chain, model.name))}")
+        state[model.name] = "visiting"
+        for dep in model.run_after:
+            if dep in by_name:
+                visit(by_name[dep], (*chain, model.name))
+        state[model.name] = "done"
+        ordered.append(model)
+
+    for model in sorted(models, key=lambda m: (list(LAYERS).index(m.layer) if m.layer in LAYERS else 99, m.name)):
+        visit(model, ())
+    return ordered
+
+
+def load_models(
+    sql_dir: Path = SQL_DIR, layers: dict[str, str] = LAYERS
+) -> list[Model]:
+    """Every model under `sql_dir/<layer>/`, unresolved (see `resolve_deps`)."""
+    models = []
+    seen: dict[str, Path] = {}
+    for layer, materialized in layers.items():
+        for path in sorted((sql_dir / layer).glob("*.sql")):
+            if path.stem in seen:
+                raise ModelError(f"{path}: model name {path.stem} is also used by {seen[path.stem]}")
+            seen[path.stem] = path
+            models.append(parse_model(path, layer, materialized))
+    return models
+
+
+def load_macros(sql_dir: Path = SQL_DIR) -> list[str]:
+    """`create or replace macro` statements run before any model, in file-name order."""
+    return [p.read_text() for p in sorted((sql_dir / "macros").glob("*.sql"))]

@@ -1,0 +1,118 @@
+"""Configuration from the environment and the DuckDB resource.
+
+Targets work like dbt's `--target`: ECOMMERCE_TARGET=dev|prod picks a set of defaults, and each
+ECOMMERCE_* variable below overrides one of them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+TARGETS = {
+    "dev": {"duckdb_path": "warehouse/dev.duckdb", "memory_limit": "2GB", "threads": 2},
+    "prod": {"duckdb_path": "warehouse/prod.duckdb", "memory_limit": "75%", "threads": 0},
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    target: str
+    duckdb_path: str
+    data_dir: str
+    memory_limit: str
+    threads: int
+    temp_directory: str
+    schedule_cron: str
+    schedule_timezone: str
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        target = env.get("ECOMMERCE_TARGET", "dev")
+        if target not in TARGETS:
+            raise ValueError(f"ECOMMERCE_TARGET={target!r}: use one of {sorted(TARGETS)}")
+        defaults = TARGETS[target]
+        duckdb_path = _absolute(env.get("ECOMMERCE_DUCKDB_PATH", defaults["duckdb_path"]))
+        return cls(
+            target=target,
+            duckdb_path=duckdb_path,
+            data_dir=_absolute(env.get("ECOMMERCE_DATA_DIR", "data")),
+            memory_limit=env.get("ECOMMERCE_DUCKDB_MEMORY_LIMIT", defaults["memory_limit"]),
+            threads=int(env.get("ECOMMERCE_DUCKDB_THREADS", defaults["threads"])),
+            temp_directory=env.get("ECOMMERCE_DUCKDB_TEMP_DIR", duckdb_path + ".tmp"),
+            schedule_cron=env.get("ECOMMERCE_SCHEDULE_CRON", "0 6 * * *"),
+            schedule_timezone=env.get("ECOMMERCE_SCHEDULE_TIMEZONE", "UTC"),
+        )
+
+
+def _absolute(path: str) -> str:
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() or str(p) == ":memory:" else PROJECT_DIR / p)
+
+
+class DuckDBWarehouse(DuckDBResource):
+    """dagster-duckdb's resource with DuckDB's resource limits as settings, and one writer at a time.
+
+    DuckDB allows one writing process per file. Runs from the UI, the schedule and the CLI may
+    overlap, so a connection first takes an exclusive lock file beside the database: a second
+    run waits for the first instead of failing with DuckDB's lock error.
+    """
+
+    memory_limit: str = Field(default="2GB", description="DuckDB memory_limit, e.g. '2GB' or '75%'.")
+    threads: int = Field(default=0, description="DuckDB threads; 0 keeps DuckDB's default (all cores).")
+    temp_directory: str = Field(default="", description="Where DuckDB spills when over memory_limit.")
+    lock_timeout_s: float = Field(default=3600, description="How long a run waits for another run's lock.")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DuckDBWarehouse:
+        return cls(
+            database=settings.duckdb_path,
+            memory_limit=settings.memory_limit,
+            threads=settings.threads,
+            temp_directory=settings.temp_directory,
+        )
+
+    @contextmanager
+    def get_connection(self):
+        limits = {"memory_limit": self.memory_limit}
+        if self.threads:
+            limits["threads"] = self.threads
+        if self.temp_directory:
+            limits["temp_directory"] = self.temp_directory
+        config = {**self.connection_config, **limits}
+        with self._writer_lock():
+            with DuckDBResource(database=self.database, connection_config=config).get_connection() as con:
+                yield con
+
+    @contextmanager
+    def _writer_lock(self):
+        if self.database == ":memory:":
+            yield
+            return
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.database + ".lock", "w") as handle:
+            deadline = time.monotonic() + self.lock_timeout_s
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"{self.database} is still in use by another run after {self.lock_timeout_s:.0f} s"
+                        ) from None
+                    time.sleep(0.2)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,10 @@
+-- PostgreSQL's initcap, which DuckDB lacks: a letter is upper-cased after any character that is
+-- not a letter or digit, every other letter lower-cased. Splitting into runs of letters/digits and
+-- runs of everything else makes that one upper() on the first character of each run.
+create or replace macro initcap(s) as array_to_string(
+    list_transform(
+        regexp_extract_all(s, '[\p{L}\p{N}]+|[^\p{L}\p{N}]+'),
+        lambda part: upper(part[1]) || lower(part[2:])
+    ),
+    ''
+);

@@ -1,0 +1,80 @@
+/*
+description: Customer segmentation based on RFM analysis with recommended actions for marketing and retention campaigns.
+tags: [customer, segmentation]
+columns:
+  customer_id:
+    description: Primary key
+    checks: [unique, not_null]
+  email: {description: Cleaned email; NULL when invalid}
+  first_name: {description: First name}
+  last_name: {description: Last name}
+  customer_segment:
+    description: Business segment classification
+    checks:
+      - accepted_values:
+          values: ['Champions', 'Loyal Customers', 'New Customers', 'Big Spenders', 'At Risk', 'Cant Lose Them', 'Hibernating', 'Lost', 'Others']
+  recency_score: {description: Recency score 1-5}
+  frequency_score: {description: Frequency score 1-5}
+  monetary_score: {description: Monetary score 1-5}
+  rfm_total_score: {description: Sum of the RFM scores}
+  monetary_value: {description: Total historical revenue}
+  total_orders: {description: Number of completed orders}
+  avg_order_value: {description: Average completed order total}
+  predicted_clv_12m: {description: Predicted 12-month CLV}
+  churn_risk: {description: Churn risk category}
+  recommended_action: {description: Suggested marketing action for the segment}
+checks:
+  - name: one_row_per_customer
+    description: Every customer of fct_customer_metrics appears exactly once.
+    sql: |
+      select m.customer_id, count(s.customer_id) as rows_in_mart
+      from marts.fct_customer_metrics as m
+      left join marts.dim_customer_segments as s on m.customer_id = s.customer_id
+      group by m.customer_id
+      having count(s.customer_id) <> 1
+*/
+with customer_metrics as (
+    select * from marts.fct_customer_metrics
+)
+
+select
+    customer_id,
+    email,
+    first_name,
+    last_name,
+
+    case
+        -- Never ordered: new if they signed up within 90 days, otherwise a lost lead.
+        when frequency = 0 and recency_score >= 3 then 'New Customers'
+        when frequency = 0 then 'Lost'
+        when recency_score >= 4 and frequency_score >= 4 and monetary_score >= 4 then 'Champions'
+        when recency_score >= 3 and frequency_score >= 3 and monetary_score >= 3 then 'Loyal Customers'
+        when recency_score >= 4 and frequency_score <= 2 and monetary_score <= 2 then 'New Customers'
+        when recency_score >= 3 and frequency_score <= 2 and monetary_score >= 3 then 'Big Spenders'
+        when recency_score <= 2 and frequency_score >= 3 and monetary_score >= 3 then 'At Risk'
+        when recency_score <= 2 and frequency_score <= 2 and monetary_score >= 3 then 'Cant Lose Them'
+        when recency_score <= 2 and frequency_score >= 2 and monetary_score <= 2 then 'Hibernating'
+        when recency_score <= 1 and frequency_score <= 1 and monetary_score <= 1 then 'Lost'
+        else 'Others'
+    end as customer_segment,
+
+    recency_score,
+    frequency_score,
+    monetary_score,
+    rfm_total_score,
+
+    monetary_value,
+    frequency as total_orders,
+    avg_order_value,
+    predicted_clv_12m,
+    churn_risk,
+    recency_days,
+
+    case
+        when recency_score >= 4 and frequency_score >= 4 then 'VIP treatment, exclusive offers'
+        when recency_score >= 4 and frequency_score <= 2 then 'Onboarding campaign, product recommendations'
+        when recency_score <= 2 and monetary_score >= 3 then 'Win-back campaign, special discount'
+        when recency_score <= 2 and frequency_score <= 2 then 'Re-engagement or sunset'
+        else 'Standard nurture campaign'
+    end as recommended_action
+from customer_metrics

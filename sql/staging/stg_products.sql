@@ -1,0 +1,33 @@
+/*
+description: Cleaned product data with profit calculations.
+tags: [product]
+columns:
+  product_id:
+    description: Primary key for products
+    checks: [unique, not_null]
+  product_name: {description: Product name, trimmed}
+  category: {description: Product category, trimmed and capitalized}
+  cost_price: {description: What one unit costs us}
+  list_price: {description: Catalogue price of one unit}
+  profit_margin: {description: list_price - cost_price}
+  profit_margin_pct: {description: Margin as a percentage of list price; NULL when the list price is 0}
+  loaded_at: {description: When the raw row was loaded (the run's timestamp)}
+checks:
+  - name: prices_positive
+    description: Cost and list prices are positive.
+    sql: select * from staging.stg_products where cost_price <= 0 or list_price <= 0
+*/
+with source as (
+    select * from raw.raw_products
+)
+
+select
+    product_id,
+    trim(product_name) as product_name,
+    initcap(trim(category)) as category,
+    cost_price,
+    list_price,
+    cast(list_price - cost_price as decimal(18, 2)) as profit_margin,
+    cast((list_price - cost_price) / nullif(list_price, 0) * 100 as decimal(18, 2)) as profit_margin_pct,
+    _loaded_at as loaded_at
+from source
