@@ -126,6 +126,7 @@ def build_warehouse(
 def _execute(context, run, raw_tables, models, selected, selected_checks, data_dir, after_build) -> Iterator:
     held_back: set[str] = set()  # built nothing, or failed a blocking check: downstream must wait
     failures: list[str] = []
+    built: list[str] = []  # one log line at the end: every event costs a write to the event log
     nodes: list[RawTable | Model] = [*raw_tables, *models]
     for node in nodes:
         deps = getattr(node, "deps", ())
@@ -149,7 +150,7 @@ def _execute(context, run, raw_tables, models, selected, selected_checks, data_d
                 continue
             metadata |= _table_metadata(run.con, node)
             metadata["duration_s"] = round(time.perf_counter() - started, 3)
-            context.log.info(f"{node.table}: {metadata['dagster/row_count']} rows in {metadata['duration_s']} s")
+            built.append(f"{node.table}: {metadata['dagster/row_count']:,} rows in {metadata['duration_s']} s")
             yield dg.MaterializeResult(asset_key=node.name, metadata=metadata)
         for check in getattr(node, "checks", ()):
             if (node.name, check.name) not in selected_checks or node.name in held_back:
@@ -159,6 +160,8 @@ def _execute(context, run, raw_tables, models, selected, selected_checks, data_d
                 context.log.error(f"{node.name}: blocking check {check.name} failed; downstream models are skipped")
                 held_back.add(node.name)
             yield result
+    if built:
+        context.log.info("built:\n" + "\n".join(built))
     if failures:
         raise dg.Failure(
             description=f"{len(failures)} asset(s) failed; their previous tables are unchanged:\n" + "\n".join(failures)

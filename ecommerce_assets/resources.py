@@ -29,6 +29,7 @@ class Settings:
     target: str
     duckdb_path: str
     data_dir: str
+    output_dir: str
     memory_limit: str
     threads: int
     temp_directory: str
@@ -47,6 +48,7 @@ class Settings:
             target=target,
             duckdb_path=duckdb_path,
             data_dir=_absolute(env.get("ECOMMERCE_DATA_DIR", "data")),
+            output_dir=_absolute(env.get("ECOMMERCE_OUTPUT_DIR", "output")),
             memory_limit=env.get("ECOMMERCE_DUCKDB_MEMORY_LIMIT", defaults["memory_limit"]),
             threads=int(env.get("ECOMMERCE_DUCKDB_THREADS", defaults["threads"])),
             temp_directory=env.get("ECOMMERCE_DUCKDB_TEMP_DIR", duckdb_path + ".tmp"),
