@@ -1,0 +1,70 @@
+"""`ecommerce-assets build|check`: the CI gate.
+
+`dagster asset materialize` exits 0 when a non-blocking check fails, and Dagster has no command
+that runs only checks. This runs the same jobs in-process (recorded in $DAGSTER_HOME when it is
+set, so the UI shows the run), prints every check result, and exits non-zero when a run fails or
+any ERROR-severity check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import dagster as dg
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ecommerce-assets", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="materialize the graph (or --select a subset) with its checks")
+    build.add_argument("--select", help="Dagster asset selection, e.g. 'tag:ml' or 'fct_customer_metrics+'")
+    build.add_argument("--analysis-date", help="YYYY-MM-DD; default: the latest completed order date")
+    build.add_argument("--data-dir", help="directory with the raw files; default: ECOMMERCE_DATA_DIR or data/")
+    sub.add_parser("check", help="run only the checks against the tables already in the DuckDB file")
+    args = parser.parse_args(argv)
+
+    from ecommerce_assets.definitions import defs  # after parsing, so --help is instant
+
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    if args.command == "check":
+        result = defs.resolve_job_def("checks_job").execute_in_process(instance=instance, raise_on_error=False)
+    else:
+        config = {k: v for k, v in {"analysis_date": args.analysis_date, "data_dir": args.data_dir}.items() if v}
+        keys = None
+        if args.select:
+            keys = sorted(dg.AssetSelection.from_string(args.select).resolve(defs.resolve_asset_graph()))
+        result = defs.resolve_job_def("warehouse_job").execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"ops": {"warehouse": {"config": config}}} if config else None,
+            asset_selection=keys,  # with the checks of those assets
+        )
+    return report(result)
+
+
+def report(result: dg.ExecuteInProcessResult) -> int:
+    evaluations = result.get_asset_check_evaluations()
+    errors = [e for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+    warnings = [e for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.WARN]
+    for e in sorted(evaluations, key=lambda e: (e.asset_key.to_user_string(), e.check_name)):
+        status = "pass" if e.passed else e.severity.value.lower()
+        failing = e.metadata.get("failing_rows")
+        detail = f" ({failing.value} failing rows)" if failing is not None and not e.passed else ""
+        print(f"{status:5} {e.asset_key.to_user_string()}.{e.check_name}{detail}")
+    materialized = len(result.get_asset_materialization_events())
+    print(
+        f"{materialized} assets materialized; {len(evaluations)} checks: "
+        f"{len(evaluations) - len(errors) - len(warnings)} passed, {len(errors)} failed (ERROR), "
+        f"{len(warnings)} warned; run {'succeeded' if result.success else 'FAILED'}"
+    )
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+                print(event.step_failure_data.error.message.strip(), file=sys.stderr)
+    return 0 if result.success and not errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
