@@ -124,7 +124,8 @@ def build_warehouse(
 
 
 def _execute(context, run, raw_tables, models, selected, selected_checks, data_dir, after_build) -> Iterator:
-    held_back: set[str] = set()  # built nothing, or failed a blocking check: downstream must wait
+    held_back: set[str] = set()  # not built, or failed a blocking check: downstream must wait
+    not_built: set[str] = set()  # selected but skipped or failed: its checks would read a stale table
     failures: list[str] = []
     built: list[str] = []  # one log line at the end: every event costs a write to the event log
     nodes: list[RawTable | Model] = [*raw_tables, *models]
@@ -135,6 +136,7 @@ def _execute(context, run, raw_tables, models, selected, selected_checks, data_d
             if waiting_on:
                 context.log.warning(f"{node.name}: skipped, upstream {waiting_on} failed or failed a blocking check")
                 held_back.add(node.name)
+                not_built.add(node.name)
                 continue
             started = time.perf_counter()
             try:
@@ -147,13 +149,14 @@ def _execute(context, run, raw_tables, models, selected, selected_checks, data_d
                 context.log.error(f"{node.name}: {e}")
                 failures.append(f"{node.name}: {e}")
                 held_back.add(node.name)
+                not_built.add(node.name)
                 continue
             metadata |= _table_metadata(run.con, node)
             metadata["duration_s"] = round(time.perf_counter() - started, 3)
             built.append(f"{node.table}: {metadata['dagster/row_count']:,} rows in {metadata['duration_s']} s")
             yield dg.MaterializeResult(asset_key=node.name, metadata=metadata)
         for check in getattr(node, "checks", ()):
-            if (node.name, check.name) not in selected_checks or node.name in held_back:
+            if (node.name, check.name) not in selected_checks or node.name in not_built:
                 continue
             result = _check_result(run.con, node, check, node.check_sql[check.name])
             if not result.passed and check.blocking:

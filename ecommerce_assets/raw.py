@@ -117,7 +117,9 @@ def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path) -> Path:
             f"select {select}, getvariable('run_started_at') as _loaded_at from {source}"
         )
     except duckdb.Error as e:
-        raise RawLoadError(f"{path}: could not load into {raw.table} (the previous table is kept):\n{e}") from e
+        # DuckDB's first paragraph names the line, the column and the value; the rest is generic advice.
+        detail = str(e).split("\n\n")[0]
+        raise RawLoadError(f"{path}: could not load into {raw.table} (the previous table is kept):\n{detail}") from e
     return path
 
 

@@ -94,7 +94,11 @@ class DuckDBWarehouse(DuckDBResource):
         config = {**self.connection_config, **limits}
         with self._writer_lock():
             with DuckDBResource(database=self.database, connection_config=config).get_connection() as con:
-                yield con
+                try:
+                    yield con
+                finally:
+                    # The parent closes only on success; a failed run must not leave the file open.
+                    con.close()
 
     @contextmanager
     def _writer_lock(self):
