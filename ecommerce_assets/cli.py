@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--select", help="Dagster asset selection, e.g. 'tag:ml' or 'fct_customer_metrics+'")
     build.add_argument("--analysis-date", help="YYYY-MM-DD; default: the latest completed order date")
     build.add_argument("--data-dir", help="directory with the raw files; default: ECOMMERCE_DATA_DIR or data/")
+    build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     sub.add_parser("check", help="run only the checks against the tables already in the DuckDB file")
     args = parser.parse_args(argv)
 
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         result = defs.resolve_job_def("checks_job").execute_in_process(instance=instance, raise_on_error=False)
     else:
-        config = {k: v for k, v in {"analysis_date": args.analysis_date, "data_dir": args.data_dir}.items() if v}
+        options = {"analysis_date": args.analysis_date, "data_dir": args.data_dir, "full_refresh": args.full_refresh}
+        config = {k: v for k, v in options.items() if v}
         keys = None
         if args.select:
             keys = sorted(dg.AssetSelection.from_string(args.select).resolve(defs.resolve_asset_graph()))

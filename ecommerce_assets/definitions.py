@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ecommerce_assets import analyses
 from ecommerce_assets.factory import build_warehouse
 from ecommerce_assets.models import load_models, resolve_deps
 from ecommerce_assets.raw import RAW_TABLES
@@ -15,7 +16,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     models = resolve_deps(load_models(), {r.name: "raw" for r in RAW_TABLES})
     return dg.Definitions(
-        assets=[build_warehouse(models, settings)],
+        assets=[build_warehouse(models, settings, after_build=analyses.after_build(models))],
         jobs=[warehouse_job, checks_job],
         schedules=[daily_schedule(settings)],
         resources={"duckdb": DuckDBWarehouse.from_settings(settings)},

@@ -27,7 +27,10 @@ LAYERS: dict[str, str] = {
     "intermediate": "table",
     "marts": "table",
     "ml": "table",
+    "analyses": "table",
 }
+
+MATERIALIZATIONS = ("view", "table", "incremental")
 
 _HEADER = re.compile(r"\A\s*/\*(.*?)\*/", re.S)
 
@@ -47,6 +50,7 @@ class Model:
     tags: tuple[str, ...]
     columns: dict[str, str]
     checks: tuple[CheckDecl, ...]
+    unique_key: str | None = None
     table_refs: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     deps: tuple[str, ...] = ()
     # Filled by resolve_deps: check name -> failing-rows query, and the other tables it reads.
@@ -71,7 +75,38 @@ class Model:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
 
     def create_statement(self) -> str:
+        """Build from scratch (for an incremental model: its first run or a full refresh)."""
+        if self.materialized == "incremental":
+            return (
+                f"create or replace table {self.table} as\n"
+                f"select incoming.*, hash(incoming) as row_hash, getvariable('run_started_at') as updated_at\n"
+                f"from (\n{self.sql}\n) as incoming"
+            )
         return f"create or replace {self.materialized} {self.table} as\n{self.sql}"
+
+    def merge_statements(self) -> list[str]:
+        """An incremental run: upsert on unique_key only the rows whose content changed.
+
+        A row's hash covers every column of the query, so a customer is rewritten when their
+        orders, profile or date-relative measures changed; unchanged rows keep their updated_at.
+        The last statement returns (inserted, updated, deleted).
+        """
+        key, table = self.unique_key, self.table
+        return [
+            f"create or replace temp table incoming as\n"
+            f"select incoming.*, hash(incoming) as row_hash from (\n{self.sql}\n) as incoming",
+            f"create or replace temp table changes as\n"
+            f"select coalesce(n.{key}, t.{key}) as {key},\n"
+            f"    case when t.{key} is null then 'insert' when n.{key} is null then 'delete' else 'update' end as change\n"
+            f"from incoming as n full join {table} as t on n.{key} = t.{key}\n"
+            f"where n.row_hash is distinct from t.row_hash",
+            f"delete from {table} where {key} in (select {key} from changes where change <> 'insert')",
+            f"insert into {table}\n"
+            f"select n.*, getvariable('run_started_at') from incoming as n\n"
+            f"where n.{key} in (select {key} from changes where change <> 'delete')",
+            "select count(*) filter (where change = 'insert'), count(*) filter (where change = 'update'),"
+            " count(*) filter (where change = 'delete') from changes",
+        ]
 
 
 def parse_model(path: Path, layer: str, default_materialized: str = "table") -> Model:
@@ -88,9 +123,14 @@ def parse_model(path: Path, layer: str, default_materialized: str = "table") -> 
     body = body.strip().rstrip(";").strip()
     if not body:
         raise ModelError(f"{path}: no SQL after the header")
-    unknown = set(header) - {"description", "tags", "columns", "checks", "materialized"}
+    unknown = set(header) - {"description", "tags", "columns", "checks", "materialized", "unique_key"}
     if unknown:
         raise ModelError(f"{path}: unknown header keys {sorted(unknown)}")
+    materialized = header.get("materialized", default_materialized)
+    if materialized not in MATERIALIZATIONS:
+        raise ModelError(f"{path}: materialized must be one of {MATERIALIZATIONS}, not {materialized!r}")
+    if (materialized == "incremental") != ("unique_key" in header):
+        raise ModelError(f"{path}: an incremental model needs a unique_key, and only it takes one")
 
     name = path.stem
     columns = header.get("columns") or {}
@@ -99,7 +139,8 @@ def parse_model(path: Path, layer: str, default_materialized: str = "table") -> 
         layer=layer,
         path=path,
         sql=body,
-        materialized=header.get("materialized", default_materialized),
+        materialized=materialized,
+        unique_key=header.get("unique_key"),
         description=(header.get("description") or f"{layer} model {name}").strip(),
         tags=tuple(dict.fromkeys([layer, *header.get("tags", [])])),
         columns={col: (spec or {}).get("description", "") for col, spec in columns.items()},

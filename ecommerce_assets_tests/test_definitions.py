@@ -23,6 +23,8 @@ EXPECTED_UPSTREAM = {
     "dim_customer_segments": {"fct_customer_metrics"},
     "fct_product_performance": {"int_product_metrics"},
     "ml_customer_features": {"fct_customer_metrics", "int_customer_orders"},
+    # The seed's Module 7.3.
+    "fct_customer_metrics_incremental": {"fct_customer_metrics"},
 }
 
 
@@ -50,7 +52,10 @@ def test_groups_tags_and_kinds_follow_the_seed(graph):
     assert keys("tag:features", graph) == {"ml_customer_features"}
     assert keys("tag:rfm", graph) == {"int_customer_rfm"}
     assert keys("tag:segmentation", graph) == {"dim_customer_segments"}
-    assert keys("tag:marts", graph) == {"fct_customer_metrics", "dim_customer_segments", "fct_product_performance"}
+    assert keys("tag:marts", graph) == {
+        "fct_customer_metrics", "dim_customer_segments", "fct_product_performance", "fct_customer_metrics_incremental",
+    }
+    assert keys("tag:incremental", graph) == {"fct_customer_metrics_incremental"}
     assert {"int_product_metrics", "fct_product_performance", "stg_products"} <= keys("tag:product", graph)
     node = graph.get(dg.AssetKey("fct_customer_metrics"))
     assert node.kinds == {"duckdb", "sql"}
@@ -62,7 +67,7 @@ def test_groups_tags_and_kinds_follow_the_seed(graph):
 def test_lineage_selections_match_dbt(graph):
     # dbt `fct_customer_metrics+` (all downstream) and `+fct_customer_metrics` (all upstream).
     assert keys("fct_customer_metrics*", graph) - keys("group:analyses", graph) == {
-        "fct_customer_metrics", "dim_customer_segments", "ml_customer_features",
+        "fct_customer_metrics", "dim_customer_segments", "ml_customer_features", "fct_customer_metrics_incremental",
     }
     assert keys("*fct_customer_metrics", graph) == {
         "fct_customer_metrics", "int_customer_rfm", "int_customer_orders", "stg_customers", "stg_orders",

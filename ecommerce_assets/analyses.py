@@ -1,0 +1,290 @@
+"""Hand-written work after the `analyses` models' SQL: result tables, charts and exports.
+
+The analyses themselves are SQL files in `sql/analyses/`, built by the factory like every other
+model. What SQL cannot do lives here, as `after_build` functions `(con, model, run) -> metadata`
+that run right after the model's table is created:
+
+- every analysis shows its result as a markdown table (`result_table`);
+- some draw a PNG chart to `<output_dir>/charts/` and show it inline in the UI;
+- some export rows to `<output_dir>/exports/` with DuckDB's COPY.
+
+`after_build(models)` returns the name -> function mapping `build_warehouse` takes.
+
+matplotlib is imported inside the chart functions only: loading the definitions must not pay
+for it (the code server reloads them often), only a run that draws a chart does.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import dagster as dg
+import duckdb
+
+from ecommerce_assets.factory import AfterBuild, RunContext
+from ecommerce_assets.markdown import markdown_table
+from ecommerce_assets.models import Model, ModelError
+
+LAYER = "analyses"
+RESULT_ROWS = 50  # the result table shows all rows up to this many, else the first ones and the total
+DPI = 100
+
+T = TypeVar("T")
+
+
+class AnalysisOutputError(ModelError):
+    """A chart or export could not be made (disk full, bad output dir, matplotlib error...).
+
+    A ModelError, so the factory records this one asset as failed (with this message) and goes
+    on with the rest of the run instead of aborting the whole step.
+    """
+
+
+# --- result table ---------------------------------------------------------------------------
+
+
+def result_table(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext | None = None) -> dict:
+    """The analysis result as markdown: every row up to RESULT_ROWS, else the first ones and the total."""
+    total = con.execute(f"select count(*) from {model.table}").fetchone()[0]
+    cursor = con.execute(f"select * from {model.table} limit {RESULT_ROWS}")
+    columns = [d[0] for d in cursor.description]
+    return {"result": dg.MetadataValue.md(markdown_table(columns, cursor.fetchall(), total=total))}
+
+
+# --- charts ---------------------------------------------------------------------------------
+
+# Figure sizes in inches at DPI: the PNGs are exactly this many pixels (no tight bbox).
+RFM_HEATMAP_SIZE = (11.0, 4.5)
+SEGMENT_CHART_SIZE = (10.0, 5.0)
+TIER_CHART_SIZE = (9.0, 5.0)
+TIER_ORDER = ("Star", "Performer", "Average", "Underperformer")
+MAX_CATEGORIES = 9  # more categories than this are stacked together as "Other"
+
+
+def rfm_heatmap(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
+    """Recency x frequency grid of rfm_score_grid: customer count and average value per cell."""
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    counts = np.zeros((5, 5))
+    values = np.full((5, 5), np.nan)
+    rows = con.execute(
+        f"select recency_score, frequency_score, customer_count, avg_value from {model.table}"
+    ).fetchall()
+    for recency, frequency, count, value in rows:
+        if recency in range(1, 6) and frequency in range(1, 6):
+            counts[frequency - 1, recency - 1] = count
+            values[frequency - 1, recency - 1] = float(value)
+
+    fig = _figure(RFM_HEATMAP_SIZE)
+    panels = [(counts, "Customers", "Blues"), (values, "Average value", "Greens")]
+    for i, (grid, title, cmap) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, 2, i)
+        image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, origin="lower", vmin=0)
+        colorbar = fig.colorbar(image, ax=ax, shrink=0.85, format="{x:,.0f}")
+        colorbar.locator = MaxNLocator(integer=True)
+        colorbar.update_ticks()
+        ax.set_xticks(range(5), [str(s) for s in range(1, 6)])
+        ax.set_yticks(range(5), [str(s) for s in range(1, 6)])
+        ax.set_xlabel("Recency score (5 = ordered recently)")
+        ax.set_ylabel("Frequency score (5 = most orders)")
+        ax.set_title(title)
+        peak = np.nanmax(grid) if np.isfinite(grid).any() else 0
+        for (y, x), cell in np.ndenumerate(grid):
+            if counts[y, x]:  # label occupied cells only
+                ax.text(x, y, f"{cell:,.0f}", ha="center", va="center", fontsize=9,
+                        color="white" if peak and cell > peak * 0.6 else "black")
+    fig.suptitle(f"RFM grid: {int(counts.sum()):,} customers")
+    return _save_chart(fig, run, "rfm_heatmap")
+
+
+def segment_chart(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
+    """Historical revenue next to predicted 12-month CLV per segment, from segment_distribution."""
+    rows = con.execute(
+        f"select customer_segment, total_revenue, total_predicted_value, customer_count from {model.table}"
+        " order by total_revenue desc, customer_segment"
+    ).fetchall()
+    fig = _figure(SEGMENT_CHART_SIZE)
+    ax = fig.add_subplot(1, 1, 1)
+    if rows:
+        x = range(len(rows))
+        width = 0.4
+        ax.bar([i - width / 2 for i in x], [float(r[1]) for r in rows], width, label="Revenue to date")
+        ax.bar([i + width / 2 for i in x], [float(r[2]) for r in rows], width, label="Predicted CLV (12 months)")
+        ax.set_xticks(list(x), [f"{r[0]}\n({r[3]:,} customer{'s' if r[3] != 1 else ''})" for r in rows], fontsize=8)
+        ax.legend()
+    else:
+        _no_data(ax)
+    ax.set_ylabel("Value")
+    ax.set_title("Revenue and predicted CLV by segment")
+    ax.yaxis.set_major_formatter("{x:,.0f}")
+    fig.subplots_adjust(bottom=0.18)
+    return _save_chart(fig, run, "segment_value")
+
+
+def product_tier_chart(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
+    """Revenue by performance tier, stacked by category, over all products of fct_product_performance."""
+    rows = con.execute(
+        """
+        select performance_tier, category, coalesce(sum(revenue), 0)::double as revenue
+        from marts.fct_product_performance
+        group by all
+        """
+    ).fetchall()
+    by_category: dict[str, float] = {}
+    for _, category, revenue in rows:
+        by_category[category or "(none)"] = by_category.get(category or "(none)", 0.0) + revenue
+    ranked = sorted(by_category, key=lambda c: (-by_category[c], c))
+    shown = ranked if len(ranked) <= MAX_CATEGORIES else [*ranked[: MAX_CATEGORIES - 1], "Other"]
+    tiers = [t for t in TIER_ORDER if any(r[0] == t for r in rows)]
+    tiers += sorted({r[0] for r in rows} - set(TIER_ORDER) - {None}, key=str)
+    stacks = {c: [0.0] * len(tiers) for c in shown}
+    for tier, category, revenue in rows:
+        if tier in tiers:
+            category = category or "(none)"
+            stacks[category if category in stacks else "Other"][tiers.index(tier)] += revenue
+
+    fig = _figure(TIER_CHART_SIZE)
+    ax = fig.add_subplot(1, 1, 1)
+    if tiers:
+        bottom = [0.0] * len(tiers)
+        for category, heights in stacks.items():
+            ax.bar(tiers, heights, bottom=bottom, label=category)
+            bottom = [b + h for b, h in zip(bottom, heights)]
+        ax.legend(fontsize=8, title="Category")
+    else:
+        _no_data(ax)
+    ax.set_ylabel("Revenue")
+    ax.set_title("Revenue by product performance tier and category")
+    ax.yaxis.set_major_formatter("{x:,.0f}")
+    return _save_chart(fig, run, "revenue_by_tier_and_category")
+
+
+def _figure(size: tuple[float, float]):
+    # Agg through the object API: no pyplot, no global backend state, works without a display.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _no_data(ax) -> None:
+    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+
+
+def _save_chart(fig, run: RunContext, name: str) -> dict:
+    path = _output_path(run, "charts", f"{name}.png")
+    _write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    return {
+        f"chart_{name}": dg.MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})"),
+        f"chart_{name}_path": dg.MetadataValue.path(str(path)),
+    }
+
+
+# --- exports --------------------------------------------------------------------------------
+
+
+def export_winback_csv(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
+    """The win-back list for the campaign tool: only rows with a valid (non-NULL) email."""
+    return _export(
+        con, run, f"select * from {model.table} where email is not null order by monetary_value desc, customer_id",
+        "winback_targets.csv", "format csv, header true",
+    )
+
+
+def export_ml_features(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
+    """ml_customer_features (through the ml_features_export view) as Parquet for data science."""
+    return _export(
+        con, run, f"select * from {model.table} order by customer_id",
+        "ml_customer_features.parquet", "format parquet",
+    )
+
+
+def _export(con: duckdb.DuckDBPyConnection, run: RunContext, query: str, file_name: str, options: str) -> dict:
+    path = _output_path(run, "exports", file_name)
+    # COPY ... TO answers with the number of rows it wrote.
+    rows = _write_atomically(
+        path, lambda tmp: con.execute(f"copy ({query}) to {_literal(tmp)} ({options})").fetchone()[0]
+    )
+    return {"export_path": dg.MetadataValue.path(str(path)), "export_rows": rows}
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _output_path(run: RunContext, folder: str, file_name: str) -> Path:
+    directory = Path(run.settings.output_dir) / folder
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / file_name
+
+
+def _write_atomically(path: Path, write: Callable[[str], T]) -> T:
+    """Write to a temp file beside `path`, then rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        result = write(str(tmp))
+        os.replace(tmp, path)
+        return result
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+# --- registry -------------------------------------------------------------------------------
+
+# Model name -> its charts and exports, run after the model's SQL (and after its result table).
+EXTRAS: dict[str, tuple[AfterBuild, ...]] = {
+    "rfm_score_grid": (rfm_heatmap,),
+    "segment_distribution": (segment_chart,),
+    "top_products_by_tier": (product_tier_chart,),
+    "winback_targets": (export_winback_csv,),
+    "ml_features_export": (export_ml_features,),
+}
+
+
+def after_build(
+    models: Iterable[Model], extras: Mapping[str, Sequence[AfterBuild]] = EXTRAS
+) -> dict[str, AfterBuild]:
+    """The `after_build` mapping for `build_warehouse`: a result table for every analysis, plus its extras.
+
+    Fails when `extras` names a model that does not exist, so a renamed SQL file cannot silently
+    lose its chart or export.
+    """
+    models = list(models)
+    names = {m.name for m in models}
+    unknown = sorted(set(extras) - names)
+    if unknown:
+        raise ModelError(f"analyses.EXTRAS names models that do not exist: {unknown}")
+    hooks: dict[str, AfterBuild] = {}
+    for model in models:
+        steps = ([result_table] if model.layer == LAYER else []) + list(extras.get(model.name, ()))
+        if steps:
+            hooks[model.name] = _chain(steps)
+    return hooks
+
+
+def _chain(steps: Sequence[AfterBuild]) -> AfterBuild:
+    def run_all(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
+        metadata: dict[str, object] = {}
+        for step in steps:
+            try:
+                metadata |= step(con, model, run)
+            except (duckdb.Error, ModelError):
+                raise
+            except Exception as e:  # a chart or file that cannot be written fails this asset only
+                raise AnalysisOutputError(f"{step.__name__}: {type(e).__name__}: {e}") from e
+        return metadata
+
+    run_all.__name__ = "+".join(s.__name__ for s in steps)
+    return run_all

@@ -1,0 +1,457 @@
+"""Benchmark: the whole graph through the Dagster CLI against the same SQL in one plain DuckDB connection.
+
+    python -m ecommerce_assets.benchmark --customers 1000000 --repeat 3 [--workdir DIR] [--format csv|parquet] [--keep]
+
+Generates the data once (a marker file in <workdir>/data skips that next time), then each repeat runs,
+in alternating order, two subprocesses on a fresh DuckDB file:
+
+- dagster: `dagster asset materialize -m ecommerce_assets.definitions --select '*'` (every asset and
+  check, one step) with DAGSTER_HOME in the workdir; per-asset times are read back from the instance
+  (`duration_s` of each asset's latest materialization, check times from the event timestamps).
+- floor: this module with `--floor`: the macros, the raw loads, each model's create statement and its
+  checks back to back, with the project's own functions and the resource's memory_limit/threads.
+
+Peak memory is polled from /proc every 50 ms (psutil is not installed) two ways: the sum of RSS over
+the subprocess and all its descendants, and the largest single process's own high-water mark (VmHWM).
+The report is printed and written to <workdir>/report.json. Without --keep, the data, the
+DuckDB files and DAGSTER_HOME are deleted at the end; report.json stays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+# Only the standard library up here: the --floor subprocess must not pay for importing dagster.
+
+SEED = 42
+POLL_S = 0.05
+PAGE = os.sysconf("SC_PAGE_SIZE")
+# factory.RunContext.ensure_analysis_date's query, repeated here because importing factory imports dagster.
+ANALYSIS_DATE_SQL = (
+    "select coalesce(max(order_date) filter (where is_completed), max(order_date), current_date)"
+    " from staging.stg_orders"
+)
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+def ensure_data(data_dir: Path, customers: int, fmt: str, seed: int) -> dict[str, int]:
+    """Generate the raw files unless the marker says they are already there; returns rows per file."""
+    from ecommerce_assets import generate
+
+    marker = data_dir / ".benchmark.json"
+    wanted = {
+        "customers": customers, "format": fmt, "seed": seed,
+        "generator": hashlib.sha256(Path(generate.__file__).read_bytes()).hexdigest()[:16],
+    }
+    if marker.exists():
+        found = json.loads(marker.read_text())
+        if {k: found.get(k) for k in wanted} == wanted:
+            print(f"data: reusing {data_dir}", flush=True)
+            return found["rows"]
+    shutil.rmtree(data_dir, ignore_errors=True)  # a stale .csv next to a new .parquet breaks the loads
+    print(f"data: generating {customers:,} customers as {fmt} into {data_dir} ...", flush=True)
+    started = time.perf_counter()
+    rows = generate.generate(data_dir, customers, seed=seed, fmt=fmt)
+    print(f"data: {', '.join(f'{k}={v:,}' for k, v in rows.items())} in {time.perf_counter() - started:.1f} s", flush=True)
+    marker.write_text(json.dumps({**wanted, "rows": rows}))
+    return rows
+
+
+# --- measuring a subprocess -------------------------------------------------------------------------
+
+def tree_memory(root: int) -> tuple[int, dict[int, int]]:
+    """Summed RSS of `root` and all its descendants, and each one's own peak so far (VmHWM), in bytes."""
+    rss, children = {}, {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = int(fields[21]) * PAGE
+    total, hwm, stack = 0, {}, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack += children.get(pid, [])
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            hwm[pid] = int(status.split("VmHWM:", 1)[1].split()[0]) * 1024
+        except (OSError, IndexError):
+            pass
+    return total, hwm
+
+
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (/proc/stat, idle and iowait excluded)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> dict:
+    """Run `cmd` to completion: wall time, CPU time, peak memory, and how busy everything else kept the CPUs.
+
+    Memory is polled from /proc: the summed RSS of the process tree, and each process's VmHWM (the kernel's
+    own high-water mark, exact up to the last poll). wait4's ru_maxrss is not used for memory because a child
+    inherits its parent's high-water mark at exec; its CPU times are fine. `others_cores` is the machine's
+    busy CPU time minus ours over the wall time: other engineers' tests show up there.
+    """
+    peak, hwm = 0, {}
+    done = threading.Event()
+    with open(log_path, "wb") as log:
+        started_at, t0, busy0 = time.time(), time.perf_counter(), busy_cpu_s()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+
+        def poll():
+            nonlocal peak
+            while not done.is_set():
+                total, marks = tree_memory(proc.pid)
+                peak = max(peak, total)
+                hwm.update(marks)
+                done.wait(POLL_S)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall, busy = time.perf_counter() - t0, busy_cpu_s() - busy0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        done.set()
+        poller.join()
+    cpu = usage.ru_utime + usage.ru_stime
+    if proc.returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
+        raise SystemExit(f"FAILED (exit {proc.returncode}): {' '.join(cmd)}\n--- last lines of {log_path} ---\n{tail}")
+    return {
+        "wall_s": wall, "started_at": started_at, "ended_at": started_at + wall,
+        "cpu_s": cpu, "others_cores": max(0.0, busy - cpu) / wall,
+        "peak_tree_rss": peak, "max_single_rss": max(hwm.values(), default=0), "processes": len(hwm),
+    }
+
+
+def fresh_db(path: Path) -> None:
+    for p in (path, Path(f"{path}.wal"), Path(f"{path}.lock")):
+        p.unlink(missing_ok=True)
+    shutil.rmtree(f"{path}.tmp", ignore_errors=True)
+
+
+def env_for(workdir: Path, db: Path, data_dir: Path) -> dict[str, str]:
+    return dict(
+        os.environ,
+        ECOMMERCE_DUCKDB_PATH=str(db),
+        ECOMMERCE_DATA_DIR=str(data_dir),
+        ECOMMERCE_OUTPUT_DIR=str(workdir / "output"),
+        DAGSTER_HOME=str(workdir / "dagster_home"),
+    )
+
+
+# --- dagster ----------------------------------------------------------------------------------------
+
+def run_dagster(workdir: Path, data_dir: Path, repeat: int) -> dict:
+    db = workdir / "dagster.duckdb"
+    fresh_db(db)
+    dagster = str(Path(sys.executable).parent / "dagster")
+    cmd = [dagster, "asset", "materialize", "-m", "ecommerce_assets.definitions", "--select", "*"]
+    result = measure(cmd, env_for(workdir, db, data_dir), workdir, workdir / f"dagster-{repeat}.log")
+    result |= dagster_events(workdir / "dagster_home", result["started_at"], result["ended_at"])
+    fresh_db(db)
+    return result
+
+
+def dagster_events(home: Path, started_at: float, ended_at: float) -> dict:
+    """Per-asset duration_s and rows, per-asset check time and outcome, and the run's timeline."""
+    os.environ["DAGSTER_HOME"] = str(home)
+    import dagster as dg
+
+    from ecommerce_assets.models import load_models
+    from ecommerce_assets.raw import RAW_TABLES
+
+    names = [r.name for r in RAW_TABLES] + [m.name for m in load_models()]
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_runs(limit=1)[0]
+        logs = instance.all_logs(run.run_id)
+        at = {e.dagster_event.event_type: e.timestamp for e in logs if e.dagster_event}
+        if at.get(dg.DagsterEventType.RUN_START, 0) < started_at:
+            raise SystemExit(f"the latest run in {home} ({run.run_id}) did not start after the CLI was launched")
+        assets = {}
+        for name in names:
+            entry = instance.get_latest_materialization_event(dg.AssetKey(name))
+            if entry is None or entry.run_id != run.run_id:
+                print(f"  WARNING: {name} was not materialized by run {run.run_id}", flush=True)
+                continue
+            meta = entry.asset_materialization.metadata
+            assets[name] = {"duration_s": meta["duration_s"].value, "rows": meta["dagster/row_count"].value,
+                            "materialized_at": entry.timestamp, "checks_s": 0.0}
+    checks = {}
+    for e in logs:
+        if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            ev = e.dagster_event.event_specific_data
+            asset = ev.asset_key.to_user_string()
+            failing = ev.metadata.get("failing_rows")
+            checks[f"{asset}.{ev.check_name}"] = {"passed": ev.passed, "failing": failing.value if failing else None}
+            if asset in assets:  # from the asset's materialization event to its last check's event
+                assets[asset]["checks_s"] = e.timestamp - assets[asset]["materialized_at"]
+    T = dg.DagsterEventType
+    return {
+        "run_id": run.run_id, "assets": assets, "checks": checks,
+        "timeline": {
+            "cli_start_to_run_start_s": at[T.RUN_START] - started_at,
+            "run_start_to_step_start_s": at[T.STEP_START] - at[T.RUN_START],
+            "step_s": at[T.STEP_SUCCESS] - at[T.STEP_START],
+            "step_end_to_cli_exit_s": ended_at - at[T.STEP_SUCCESS],
+        },
+    }
+
+
+# --- floor ------------------------------------------------------------------------------------------
+
+def run_floor(workdir: Path, data_dir: Path, repeat: int) -> dict:
+    from ecommerce_assets.resources import Settings
+
+    db = workdir / "floor.duckdb"
+    fresh_db(db)
+    env = env_for(workdir, db, data_dir)
+    settings = Settings.from_env(env)
+    # The same connection settings DuckDBWarehouse.get_connection passes.
+    config = {"memory_limit": settings.memory_limit}
+    if settings.threads:
+        config["threads"] = settings.threads
+    if settings.temp_directory:
+        config["temp_directory"] = settings.temp_directory
+    out = workdir / f"floor-{repeat}.json"
+    spec = {"db": settings.duckdb_path, "data_dir": settings.data_dir, "config": config, "out": str(out)}
+    cmd = [sys.executable, "-m", "ecommerce_assets.benchmark", "--floor", json.dumps(spec)]
+    result = measure(cmd, env, workdir, workdir / f"floor-{repeat}.log")
+    result |= json.loads(out.read_text())
+    fresh_db(db)
+    return result
+
+
+def floor(spec: dict) -> None:
+    """The --floor mode: every statement of a run, timed, on one connection, no orchestrator."""
+    t0 = time.perf_counter()
+    import duckdb
+
+    from ecommerce_assets.checks import evaluate
+    from ecommerce_assets.models import load_macros, load_models, resolve_deps
+    from ecommerce_assets.raw import RAW_TABLES, load
+
+    statements: list[dict] = []
+
+    def timed(asset: str, kind: str, what: str, fn):
+        started = time.perf_counter()
+        value = fn()
+        statements.append({"asset": asset, "kind": kind, "what": what, "s": time.perf_counter() - started})
+        return value
+
+    imports_s = time.perf_counter() - t0
+    models = timed("", "setup", "parse models", lambda: resolve_deps(load_models(), {r.name: "raw" for r in RAW_TABLES}))
+    con = timed("", "setup", "connect", lambda: duckdb.connect(spec["db"], config=spec["config"]))
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    con.execute("set variable run_started_at = ?::timestamp", [now])
+
+    def prepare():  # factory._prepare
+        for schema in sorted({"raw", *(m.layer for m in models)}):
+            con.execute(f"create schema if not exists {schema}")
+        for macro in load_macros():
+            con.execute(macro)
+
+    timed("", "setup", "schemas + macros", prepare)
+    for raw in RAW_TABLES:
+        timed(raw.name, "build", "load", lambda: load(con, raw, Path(spec["data_dir"])))
+    checks, analysis_date = {}, None
+    for model in models:
+        if model.uses_analysis_date and analysis_date is None:
+            analysis_date = timed(model.name, "build", "analysis date", lambda: con.execute(ANALYSIS_DATE_SQL).fetchone()[0])
+            con.execute("set variable analysis_date = ?::date", [analysis_date])
+        timed(model.name, "build", "create", lambda: con.execute(model.create_statement()))
+        for check in model.checks:
+            outcome = timed(model.name, "check", check.name, lambda: evaluate(con, model.check_sql[check.name]))
+            checks[f"{model.name}.{check.name}"] = {"passed": outcome.passed, "failing": outcome.failing}
+    con.close()
+    Path(spec["out"]).write_text(json.dumps({
+        "imports_s": imports_s, "in_process_s": time.perf_counter() - t0,
+        "statements": statements, "checks": checks, "analysis_date": str(analysis_date),
+    }))
+
+
+# --- report -----------------------------------------------------------------------------------------
+
+def summarize(args, rows: dict, settings, runs: dict[str, list[dict]]) -> dict:
+    from ecommerce_assets.models import load_models
+    from ecommerce_assets.raw import RAW_TABLES
+
+    med = statistics.median
+    dag, flo = runs["dagster"], runs["floor"]
+    n_checks = {m.name: len(m.checks) for m in load_models()}
+    assets = []
+    for name in [r.name for r in RAW_TABLES] + list(n_checks):
+        def floor_s(run, kind):
+            return sum(s["s"] for s in run["statements"] if s["asset"] == name and s["kind"] == kind)
+        got = [r["assets"][name] for r in dag if name in r["assets"]]
+        assets.append({
+            "asset": name,
+            "rows": got[-1]["rows"] if got else None,
+            "checks": n_checks.get(name, 0),
+            "dagster_s": med([a["duration_s"] for a in got]) if got else None,
+            "floor_s": med([floor_s(r, "build") for r in flo]),
+            "dagster_checks_s": med([a["checks_s"] for a in got]) if got else None,
+            "floor_checks_s": med([floor_s(r, "check") for r in flo]),
+        })
+    statements = {}
+    for r in flo:
+        for s in r["statements"]:
+            statements.setdefault((s["asset"], s["kind"], s["what"]), []).append(s["s"])
+    slowest = sorted(({"asset": a, "kind": k, "what": w, "median_s": med(v)} for (a, k, w), v in statements.items()),
+                     key=lambda s: -s["median_s"])
+    walls = {k: [r["wall_s"] for r in v] for k, v in runs.items()}
+    failed = {
+        kind: sorted({name for r in runs[kind] for name, c in r["checks"].items() if not c["passed"]})
+        for kind in runs
+    }
+    return {
+        "customers": args.customers, "format": args.format, "seed": args.seed, "repeat": args.repeat,
+        "duckdb": {"memory_limit": settings.memory_limit, "threads": settings.threads or "default",
+                   "cores": os.cpu_count()},
+        "raw_rows": rows,
+        "assets": assets,
+        "wall_s": {k: {"median": med(v), "min": min(v), "max": max(v), "all": v} for k, v in walls.items()},
+        "cpu_s": {k: med([r["cpu_s"] for r in v]) for k, v in runs.items()},
+        "others_cores": {k: [round(r["others_cores"], 2) for r in v] for k, v in runs.items()},
+        "ratio_dagster_over_floor": med(walls["dagster"]) / med(walls["floor"]),
+        "peak_tree_rss": {k: max(r["peak_tree_rss"] for r in v) for k, v in runs.items()},
+        "max_single_rss": {k: max(r["max_single_rss"] for r in v) for k, v in runs.items()},
+        "processes_in_tree": {k: max(r["processes"] for r in v) for k, v in runs.items()},
+        "dagster_timeline_s": {k: med([r["timeline"][k] for r in dag]) for k in dag[0]["timeline"]},
+        "dagster_checks_evaluated": len(dag[-1]["checks"]),
+        "floor_breakdown_s": {
+            "python start/exit + imports": med([r["wall_s"] - r["in_process_s"] + r["imports_s"] for r in flo]),
+            "setup (parse, connect, macros)": med([sum(s["s"] for s in r["statements"] if s["kind"] == "setup") for r in flo]),
+            "raw loads + models": med([sum(s["s"] for s in r["statements"] if s["kind"] == "build") for r in flo]),
+            "checks": med([sum(s["s"] for s in r["statements"] if s["kind"] == "check") for r in flo]),
+        },
+        "floor_slowest_statements": slowest[:12],
+        "failed_checks": failed,
+        "runs": runs,
+    }
+
+
+def render(s: dict) -> str:
+    def sec(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    def mb(v):
+        return f"{v / 2**20:,.0f} MB"
+
+    d = s["duckdb"]
+    out = [
+        f"ecommerce-assets benchmark: {s['customers']:,} customers, {s['format']}, seed {s['seed']}, "
+        f"{s['repeat']} repeat(s); DuckDB memory_limit={d['memory_limit']} threads={d['threads']} on {d['cores']} cores",
+        "",
+        "rows per raw table: " + ", ".join(f"{k} {v:,}" for k, v in s["raw_rows"].items()),
+        "",
+        f"per asset, median seconds     {'rows':>12}  {'dagster':>8}  {'floor':>8}   checks  {'dagster':>8}  {'floor':>8}",
+    ]
+    for a in s["assets"]:
+        rows = "-" if a["rows"] is None else f"{a['rows']:,}"
+        out.append(f"  {a['asset']:<28}{rows:>12}  {sec(a['dagster_s']):>8}  {sec(a['floor_s']):>8}   "
+                   f"{a['checks']:>6}  {sec(a['dagster_checks_s']):>8}  {sec(a['floor_checks_s']):>8}")
+    total = {k: sum(a[k] or 0 for a in s["assets"]) for k in ("dagster_s", "floor_s", "dagster_checks_s", "floor_checks_s")}
+    out += [
+        f"  {'sum':<28}{'':>12}  {sec(total['dagster_s']):>8}  {sec(total['floor_s']):>8}   "
+        f"{sum(a['checks'] for a in s['assets']):>6}  {sec(total['dagster_checks_s']):>8}  {sec(total['floor_checks_s']):>8}",
+        "  (dagster: the factory's duration_s = build + describe/count/preview + any after_build hook (charts,",
+        "   exports); its checks: from the asset's materialization event to its last check event, so they include",
+        "   Dagster's event writes. floor: the create statement / check queries alone.)",
+        "",
+        f"total wall time (s)   {'median':>8} {'min':>8} {'max':>8}   cpu s (median)   cores used by other processes, per run",
+    ]
+    for k, w in s["wall_s"].items():
+        out.append(f"  {k:<20}{w['median']:>8.2f} {w['min']:>8.2f} {w['max']:>8.2f}   {s['cpu_s'][k]:>14.1f}   "
+                   + " ".join(f"{c:.2f}" for c in s["others_cores"][k]))
+    out += [
+        f"  ratio dagster/floor (medians): {s['ratio_dagster_over_floor']:.2f}x",
+        "",
+        "dagster wall, median s: " + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f}"
+                                             for k, v in s["dagster_timeline_s"].items()),
+        f"  ({s['dagster_checks_evaluated']} check evaluations in the last run)",
+        "floor wall, median s: " + ", ".join(f"{k} {v:.2f}" for k, v in s["floor_breakdown_s"].items()),
+        "",
+        "peak memory, max over repeats   process tree (sum of RSS, /proc every 50 ms)   largest process (VmHWM)",
+    ]
+    for k in s["peak_tree_rss"]:
+        out.append(f"  {k:<30}{mb(s['peak_tree_rss'][k]):>20}{mb(s['max_single_rss'][k]):>38}"
+                   f"   ({s['processes_in_tree'][k]} process(es))")
+    out += ["", "slowest floor statements, median s:"]
+    out += [f"  {st['median_s']:8.2f}  {st['asset'] or '-'} {st['kind']} {st['what']}" for st in s["floor_slowest_statements"]]
+    for k, names in s["failed_checks"].items():
+        if names:
+            out.append(f"checks that failed ({k}): {', '.join(names)}")
+    return "\n".join(out)
+
+
+# --- main -------------------------------------------------------------------------------------------
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workdir", help="default: <tmp>/ecommerce-bench-<customers>")
+    parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--keep", action="store_true", help="keep the data, DuckDB files and DAGSTER_HOME")
+    parser.add_argument("--floor", help=argparse.SUPPRESS)  # internal: the floor subprocess
+    args = parser.parse_args(argv)
+    if args.floor:
+        return floor(json.loads(args.floor))
+    if args.customers is None or args.customers < 0 or args.repeat < 1:
+        parser.error("--customers N (>= 0) is required and --repeat must be >= 1")
+
+    from ecommerce_assets.resources import Settings
+
+    workdir = Path(args.workdir or Path(tempfile.gettempdir()) / f"ecommerce-bench-{args.customers}").resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    data_dir = workdir / "data"
+    rows = ensure_data(data_dir, args.customers, args.format, args.seed)
+    home = workdir / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").touch()
+
+    runners = {"dagster": run_dagster, "floor": run_floor}
+    runs: dict[str, list[dict]] = {"dagster": [], "floor": []}
+    for i in range(args.repeat):
+        for kind in ("dagster", "floor") if i % 2 == 0 else ("floor", "dagster"):
+            print(f"repeat {i + 1}/{args.repeat} {kind} ...", end=" ", flush=True)
+            r = runners[kind](workdir, data_dir, i)
+            print(f"{r['wall_s']:.2f} s (cpu {r['cpu_s']:.1f} s; other processes used {r['others_cores']:.2f} cores),"
+                  f" peak {r['peak_tree_rss'] / 2**20:,.0f} MB", flush=True)
+            runs[kind].append(r)
+
+    summary = summarize(args, rows, Settings.from_env(env_for(workdir, workdir / "x.duckdb", data_dir)), runs)
+    print()
+    print(render(summary))
+    report = workdir / "report.json"
+    report.write_text(json.dumps(summary, indent=2, default=str))
+    if not args.keep:
+        for p in [data_dir, home, workdir / "output", *workdir.glob("dagster-*.log"), *workdir.glob("floor-*")]:
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    print(f"\nreport: {report}" + ("" if args.keep else " (data, databases and DAGSTER_HOME deleted; --keep keeps them)"))
+
+
+if __name__ == "__main__":
+    main()
