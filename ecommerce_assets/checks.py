@@ -17,6 +17,7 @@ DEFAULT_SEVERITY = {
     "unique": "error",
     "not_null": "error",
     "relationships": "error",
+    "one_row_per": "error",
     "accepted_values": "warn",
     "sql": "warn",
 }
@@ -42,8 +43,8 @@ class CheckDecl:
 
     @property
     def referenced_model(self) -> str | None:
-        """The other model a relationships check reads (it becomes a check dependency)."""
-        return self.params.get("to") if self.kind == "relationships" else None
+        """The other model a relationships or one_row_per check reads."""
+        return self.params.get("to")
 
     def failing_rows_sql(self, table_of: Callable[[str], str]) -> str:
         """The query whose rows are the failures; `table_of` maps a model name to its table."""
@@ -73,6 +74,19 @@ where child.{column} is not null
   and not exists (select 1 from {parent} as parent where parent.{field_} = child.{column})"""
 
 
+def _one_row_per(table, column, params, table_of):
+    parent = table_of(params["to"])
+    field_ = params.get("field", column)
+    return f"""
+select coalesce(parent.{field_}, child.{column}) as {column},
+    count(parent.{field_}) as rows_in_parent,
+    count(child.{column}) as rows_here
+from {parent} as parent
+full join {table} as child on child.{column} = parent.{field_}
+group by all
+having count(child.{column}) <> 1 or count(parent.{field_}) <> 1"""
+
+
 def _accepted_values(table, column, params, table_of):
     values = ", ".join(_literal(v) for v in params["values"])
     return f"select * from {table} where {column} is not null and {column} not in ({values})"
@@ -86,6 +100,7 @@ _SQL = {
     "unique": _unique,
     "not_null": _not_null,
     "relationships": _relationships,
+    "one_row_per": _one_row_per,
     "accepted_values": _accepted_values,
     "sql": _sql,
 }
@@ -104,6 +119,8 @@ def _describe(kind: str, column: str | None, params: dict) -> str:
         return f"{column} is never NULL."
     if kind == "relationships":
         return f"Every {column} exists in {params['to']}.{params.get('field', column)}."
+    if kind == "one_row_per":
+        return f"Exactly one row for every {params.get('field', column)} of {params['to']}, and no other rows."
     if kind == "accepted_values":
         return f"{column} is one of {', '.join(map(str, params['values']))}."
     return ""
@@ -119,9 +136,9 @@ def parse_checks(model_table: str, columns: dict, model_checks: list, where: str
             if kind not in _SQL or kind == "sql":
                 raise CheckDeclarationError(
                     f"{where}: column {column}: unknown check kind {kind!r} "
-                    f"(use one of unique, not_null, relationships, accepted_values)"
+                    f"(use one of unique, not_null, relationships, one_row_per, accepted_values)"
                 )
-            required = {"relationships": "to", "accepted_values": "values"}.get(kind)
+            required = {"relationships": "to", "one_row_per": "to", "accepted_values": "values"}.get(kind)
             if required and required not in params:
                 raise CheckDeclarationError(f"{where}: column {column}: {kind} needs '{required}'")
             decls.append(_decl(model_table, f"{kind}_{column}", kind, column, params, where))

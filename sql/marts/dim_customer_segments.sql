@@ -4,7 +4,10 @@ tags: [customer, segmentation]
 columns:
   customer_id:
     description: Primary key
-    checks: [unique, not_null]
+    checks:
+      - unique
+      - not_null
+      - one_row_per: {to: fct_customer_metrics}
   email: {description: Cleaned email; NULL when invalid}
   first_name: {description: First name}
   last_name: {description: Last name}
@@ -22,16 +25,8 @@ columns:
   avg_order_value: {description: Average completed order total}
   predicted_clv_12m: {description: Predicted 12-month CLV}
   churn_risk: {description: Churn risk category}
+  recency_days: {description: Days since the last completed order (since sign-up without orders)}
   recommended_action: {description: Suggested marketing action for the segment}
-checks:
-  - name: one_row_per_customer
-    description: Every customer of fct_customer_metrics appears exactly once.
-    sql: |
-      select m.customer_id, count(s.customer_id) as rows_in_mart
-      from marts.fct_customer_metrics as m
-      left join marts.dim_customer_segments as s on m.customer_id = s.customer_id
-      group by m.customer_id
-      having count(s.customer_id) <> 1
 */
 with customer_metrics as (
     select * from marts.fct_customer_metrics

@@ -4,7 +4,10 @@ tags: [customer]
 columns:
   customer_id:
     description: Primary key
-    checks: [unique, not_null]
+    checks:
+      - unique
+      - not_null
+      - one_row_per: {to: stg_customers}
   email: {description: Cleaned email; NULL when invalid}
   first_name: {description: First name}
   last_name: {description: Last name}
@@ -44,14 +47,6 @@ checks:
       where recency_score not between 1 and 5
          or frequency_score not between 1 and 5
          or monetary_score not between 1 and 5
-  - name: one_row_per_customer
-    description: Every staged customer appears exactly once, so no customer is lost or doubled.
-    sql: |
-      select c.customer_id, count(m.customer_id) as rows_in_mart
-      from staging.stg_customers as c
-      left join marts.fct_customer_metrics as m on c.customer_id = m.customer_id
-      group by c.customer_id
-      having count(m.customer_id) <> 1
   - name: revenue_conserved
     description: Completed-order revenue is the same in int_customer_orders, summed over customers here, and in product revenue plus shipping, so no money is lost between tables.
     sql: |

@@ -4,7 +4,10 @@ tags: [features]
 columns:
   customer_id:
     description: Unique customer identifier
-    checks: [unique, not_null]
+    checks:
+      - unique
+      - not_null
+      - one_row_per: {to: fct_customer_metrics}
   is_churn_risk: {description: Target variable - 1 if customer is at medium/high churn risk, 0 otherwise}
   country: {description: Country code}
   account_age_days: {description: Days from account creation to the analysis date}
@@ -31,14 +34,6 @@ columns:
   analysis_date: {description: The date the features are measured at}
   feature_generated_at: {description: Timestamp of the run that built the row}
 checks:
-  - name: one_row_per_customer
-    description: Every customer of fct_customer_metrics has exactly one feature row.
-    sql: |
-      select m.customer_id, count(f.customer_id) as rows_in_features
-      from marts.fct_customer_metrics as m
-      left join ml.ml_customer_features as f on m.customer_id = f.customer_id
-      group by m.customer_id
-      having count(f.customer_id) <> 1
   - name: no_nan_or_inf
     description: No feature is NaN or infinite (every division is guarded).
     sql: |
