@@ -2,24 +2,11 @@
 description: Churn risk inside each segment (tutorial question "which segments are slipping away?"). One row per segment and churn risk with the customers' average value and days since their last order.
 tags: [customer, churn]
 columns:
-  customer_segment:
-    description: Business segment from dim_customer_segments
-    checks: [not_null]
-  churn_risk:
-    description: Churn risk category
-    checks:
-      - accepted_values: {values: ['Very Low', 'Low', 'Medium', 'High']}
+  customer_segment: {description: Business segment from dim_customer_segments}
+  churn_risk: {description: Churn risk category}
   customer_count: {description: Customers in the segment with this churn risk}
   avg_value: {description: Average historical revenue per customer, rounded to cents}
   avg_recency: {description: Average days since the last completed order (since sign-up without orders), one decimal}
-checks:
-  - name: one_row_per_segment_and_risk
-    description: Each (customer_segment, churn_risk) pair appears once.
-    sql: |
-      select customer_segment, churn_risk, count(*) as occurrences
-      from analyses.churn_risk_by_segment
-      group by customer_segment, churn_risk
-      having count(*) > 1
 */
 with customer_segments as (
     select * from marts.dim_customer_segments

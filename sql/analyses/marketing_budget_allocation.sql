@@ -2,9 +2,7 @@
 description: Marketing budget per segment (tutorial Module 8.2) - 10% of the segment's predicted 12-month value, and what that leaves per customer. Largest budget first.
 tags: [customer, campaign]
 columns:
-  customer_segment:
-    description: Business segment from dim_customer_segments
-    checks: [unique, not_null]
+  customer_segment: {description: Business segment from dim_customer_segments}
   customer_count: {description: Customers in the segment}
   total_predicted_value: {description: Sum of the predicted 12-month CLV, rounded to cents}
   avg_predicted_clv: {description: Average predicted 12-month CLV, rounded to cents}

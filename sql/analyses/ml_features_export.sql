@@ -3,9 +3,7 @@ description: The ML feature table as handed to data science - a view on ml.ml_cu
 materialized: view
 tags: [export]
 columns:
-  customer_id:
-    description: Unique customer identifier
-    checks: [unique, not_null]
+  customer_id: {description: Unique customer identifier}
 */
 with customer_features as (
     select * from ml.ml_customer_features

@@ -2,24 +2,10 @@
 description: Customers on the RFM recency x frequency grid (tutorial question "where do our customers sit on the RFM map?") - one row per occupied (recency_score, frequency_score) cell with the customer count and average value. The materialization draws it as a heatmap.
 tags: [customer]
 columns:
-  recency_score:
-    description: Recency score 1-5 (5 = ordered within 30 days)
-    checks:
-      - accepted_values: {values: [1, 2, 3, 4, 5]}
-  frequency_score:
-    description: Frequency score 1-5 (5 = five or more orders)
-    checks:
-      - accepted_values: {values: [1, 2, 3, 4, 5]}
+  recency_score: {description: Recency score 1-5 (5 = ordered within 30 days)}
+  frequency_score: {description: Frequency score 1-5 (5 = five or more orders)}
   customer_count: {description: Customers in the cell}
   avg_value: {description: Average historical revenue per customer in the cell, rounded to cents}
-checks:
-  - name: one_row_per_cell
-    description: Each (recency_score, frequency_score) cell appears once.
-    sql: |
-      select recency_score, frequency_score, count(*) as occurrences
-      from analyses.rfm_score_grid
-      group by recency_score, frequency_score
-      having count(*) > 1
 */
 with customer_metrics as (
     select * from marts.fct_customer_metrics

@@ -2,9 +2,7 @@
 description: How customers, revenue and predicted 12-month CLV are spread over the RFM segments (tutorial question "what does our customer base look like?"). One row per segment, largest revenue first.
 tags: [customer]
 columns:
-  customer_segment:
-    description: Business segment from dim_customer_segments
-    checks: [unique, not_null]
+  customer_segment: {description: Business segment from dim_customer_segments}
   customer_count: {description: Customers in the segment}
   total_revenue: {description: Sum of the customers' historical revenue (completed orders, shipping included)}
   avg_customer_value: {description: Average historical revenue per customer, rounded to cents}

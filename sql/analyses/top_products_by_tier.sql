@@ -2,13 +2,8 @@
 description: The 20 best-selling Star and Performer products (tutorial question "which products carry the business?"), highest revenue first. The materialization also charts revenue by performance tier and category over all products.
 tags: [product]
 columns:
-  product_id:
-    description: Product
-    checks: [unique, not_null]
-  performance_tier:
-    description: Star (top 20% revenue) or Performer (above the median)
-    checks:
-      - accepted_values: {values: ['Star', 'Performer']}
+  product_id: {description: Product}
+  performance_tier: {description: Star (top 20% revenue) or Performer (above the median)}
   category: {description: Product category}
   product_name: {description: Product name}
   revenue: {description: Revenue in completed orders (shipping excluded)}

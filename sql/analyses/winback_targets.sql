@@ -2,22 +2,14 @@
 description: Win-back campaign list (tutorial Module 8.1) - valuable customers who are drifting away - At Risk or Cant Lose Them, High or Medium churn risk, more than 200 spent. Highest value first. The materialization exports the rows with an email to exports/winback_targets.csv.
 tags: [customer, churn, campaign]
 columns:
-  customer_id:
-    description: Customer to win back
-    checks: [unique, not_null]
+  customer_id: {description: Customer to win back}
   email: {description: Cleaned email; NULL when invalid (such rows are left out of the CSV export)}
   first_name: {description: First name}
   last_name: {description: Last name}
-  customer_segment:
-    description: At Risk or Cant Lose Them
-    checks:
-      - accepted_values: {values: ['At Risk', 'Cant Lose Them']}
+  customer_segment: {description: At Risk or Cant Lose Them}
   monetary_value: {description: Total historical revenue}
   recency_days: {description: Days since the last completed order}
-  churn_risk:
-    description: High or Medium
-    checks:
-      - accepted_values: {values: ['High', 'Medium']}
+  churn_risk: {description: High or Medium}
   recommended_action: {description: Suggested marketing action}
 */
 with customer_segments as (
