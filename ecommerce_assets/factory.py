@@ -41,7 +41,7 @@ class PipelineConfig(dg.Config):
     )
     full_refresh: bool = Field(
         default=False,
-        description="Rebuild incremental models from scratch (dbt's --full-refresh).",
+        description="Reload every raw file and rebuild incremental models from scratch (dbt's --full-refresh).",
     )
     data_dir: str | None = Field(
         default=None,
@@ -146,8 +146,8 @@ def _execute(context, run, raw_tables, models, selected, selected_checks, data_d
             started = time.perf_counter()
             try:
                 if isinstance(node, RawTable):
-                    path = load(run.con, node, data_dir)
-                    metadata = {"source_file": dg.MetadataValue.path(str(path))}
+                    loaded = load(run.con, node, data_dir, run.config.full_refresh)
+                    metadata = {"load": loaded.mode, "files_read": [str(p) for p in loaded.files]}
                 else:
                     metadata = _build_model(run, node, after_build.get(node.name))
             except (duckdb.Error, RawLoadError, ModelError) as e:

@@ -81,46 +81,104 @@ class RawLoadError(RuntimeError):
     pass
 
 
-def source_file(data_dir: Path, raw: RawTable) -> Path:
-    candidates = [p for p in (data_dir / f"{raw.name}.csv", data_dir / f"{raw.name}.parquet") if p.exists()]
+def source_files(data_dir: Path, raw: RawTable) -> list[Path]:
+    """`raw_x.csv`, `raw_x.parquet`, or a folder `raw_x/` of such files (e.g. one per day)."""
+    folder = data_dir / raw.name
+    candidates = [p for p in (data_dir / f"{raw.name}.csv", data_dir / f"{raw.name}.parquet", folder) if p.exists()]
     if not candidates:
         raise RawLoadError(
-            f"{raw.table}: no {raw.name}.csv or {raw.name}.parquet in {data_dir} "
+            f"{raw.table}: no {raw.name}.csv, {raw.name}.parquet or {raw.name}/ in {data_dir} "
             "(set ECOMMERCE_DATA_DIR or the run config data_dir)"
         )
     if len(candidates) > 1:
-        raise RawLoadError(f"{raw.table}: both {candidates[0].name} and {candidates[1].name} are in {data_dir}; keep one")
-    return candidates[0]
+        raise RawLoadError(f"{raw.table}: {' and '.join(p.name for p in candidates)} are all in {data_dir}; keep one")
+    if candidates[0] != folder:
+        return candidates
+    files = sorted(folder.glob("*.csv")) + sorted(folder.glob("*.parquet"))
+    if not files or {p.suffix for p in files} == {".csv", ".parquet"}:
+        raise RawLoadError(f"{folder}: needs .csv or .parquet files, of one format")
+    return files
 
 
-def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path) -> Path:
-    """Replace `raw.<name>` with the file's rows; `_loaded_at` is the run's timestamp."""
-    path = source_file(data_dir, raw)
-    if path.suffix == ".csv":
-        _check_header(path, raw, _csv_header(path))
-        columns = ", ".join(f"'{c}': '{t}'" for c, t in raw.columns.items())
-        source = (
-            f"read_csv('{_quote(path)}', header = true, auto_detect = false, delim = ',', "
-            f"quote = '\"', escape = '\"', dateformat = '%Y-%m-%d', columns = {{{columns}}})"
+@dataclass(frozen=True)
+class LoadResult:
+    mode: str  # 'replaced', 'appended' or 'unchanged'
+    files: list[Path]  # the files read by this run
+
+
+def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path, full_refresh: bool = False) -> LoadResult:
+    """Bring `raw.<name>` up to date with its files; `_loaded_at` is the run's timestamp.
+
+    The cost follows what changed: files already loaded (same path, size and mtime) are not
+    read again, new files in a folder are appended, and any other change reloads everything.
+    One transaction: a file that fails to load leaves the table and the load log as they were.
+    """
+    files = source_files(data_dir, raw)
+    stamps = {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
+    con.execute(f"create table if not exists {LOAD_LOG} (table_name varchar, file varchar, size bigint, mtime_ns bigint, loaded_at timestamp)")
+    loaded = {} if full_refresh or not _exists(con, raw) else {
+        f: (size, mtime) for f, size, mtime in con.execute(
+            f"select file, size, mtime_ns from {LOAD_LOG} where table_name = ?", [raw.name]
+        ).fetchall()
+    }
+    append = bool(loaded) and all(stamps.get(f) == stamp for f, stamp in loaded.items())
+    new = [p for p in files if str(p) not in loaded] if append else files
+    if append and not new:
+        return LoadResult("unchanged", [])
+    target = f"insert into {raw.table}" if append else f"create or replace table {raw.table} as"
+    statement = f"{target} select {_select(con, raw, new)}, getvariable('run_started_at') as _loaded_at from {_reader(raw, new)}"
+    con.execute("begin transaction")
+    try:
+        con.execute(statement)
+        if not append:
+            con.execute(f"delete from {LOAD_LOG} where table_name = ?", [raw.name])
+        con.executemany(
+            f"insert into {LOAD_LOG} values (?, ?, ?, ?, getvariable('run_started_at'))",
+            [[raw.name, str(p), *stamps[str(p)]] for p in new],
         )
-        select = "*"
-    else:
+        con.execute("commit")
+    except duckdb.Error as e:
+        con.execute("rollback")
+        # DuckDB's first paragraph names the line, the column and the value; the rest is generic advice.
+        paragraphs = str(e).split("\n\n")
+        where = new[0] if len(new) == 1 else next(
+            (line.strip() for line in str(e).splitlines() if line.strip().startswith("file =")), new[0].parent
+        )
+        raise RawLoadError(f"{where}: could not load into {raw.table} (the previous table is kept):\n{paragraphs[0]}") from e
+    return LoadResult("appended" if append else "replaced", new)
+
+
+LOAD_LOG = f"{SCHEMA}._loaded_files"
+
+
+def _exists(con: duckdb.DuckDBPyConnection, raw: RawTable) -> bool:
+    return bool(con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [SCHEMA, raw.name]
+    ).fetchone()[0])
+
+
+def _reader(raw: RawTable, files: list[Path]) -> str:
+    paths = "[" + ", ".join(f"'{_quote(p)}'" for p in files) + "]"
+    if files[0].suffix == ".parquet":
+        return f"read_parquet({paths})"
+    for path in files:
+        _check_header(path, raw, _csv_header(path))
+    columns = ", ".join(f"'{c}': '{t}'" for c, t in raw.columns.items())
+    return (
+        f"read_csv({paths}, header = true, auto_detect = false, delim = ',', "
+        f"quote = '\"', escape = '\"', dateformat = '%Y-%m-%d', columns = {{{columns}}})"
+    )
+
+
+def _select(con: duckdb.DuckDBPyConnection, raw: RawTable, files: list[Path]) -> str:
+    if files[0].suffix == ".csv":
+        return "*"  # read_csv already types the columns
+    for path in files:
         found = [r[0] for r in con.execute(f"describe select * from read_parquet('{_quote(path)}')").fetchall()]
         missing = [c for c in raw.columns if c not in found]
         if missing:
             raise RawLoadError(f"{path}: missing columns {missing} (found {found})")
-        source = f"read_parquet('{_quote(path)}')"
-        select = ", ".join(f"cast({c} as {t}) as {c}" for c, t in raw.columns.items())
-    try:
-        con.execute(
-            f"create or replace table {raw.table} as "
-            f"select {select}, getvariable('run_started_at') as _loaded_at from {source}"
-        )
-    except duckdb.Error as e:
-        # DuckDB's first paragraph names the line, the column and the value; the rest is generic advice.
-        detail = str(e).split("\n\n")[0]
-        raise RawLoadError(f"{path}: could not load into {raw.table} (the previous table is kept):\n{detail}") from e
-    return path
+    return ", ".join(f"cast({c} as {t}) as {c}" for c, t in raw.columns.items())
 
 
 def _csv_header(path: Path) -> list[str]:

@@ -191,4 +191,4 @@ def test_missing_raw_file_names_what_was_expected(tmp_path):
     wh = make_warehouse(tmp_path, data_dir=tmp_path)
     result = wh.run()
     error = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
-    assert f"raw.raw_customers: no raw_customers.csv or raw_customers.parquet in {tmp_path}" in error
+    assert f"raw.raw_customers: no raw_customers.csv, raw_customers.parquet or raw_customers/ in {tmp_path}" in error
