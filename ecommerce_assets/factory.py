@@ -18,7 +18,7 @@ import dagster as dg
 import duckdb
 from pydantic import Field
 
-from ecommerce_assets.checks import CheckDecl, evaluate
+from ecommerce_assets.checks import CheckDecl, CheckOutcome, evaluate, screen
 from ecommerce_assets.markdown import markdown_table
 from ecommerce_assets.models import Model, ModelError, load_macros
 from ecommerce_assets.raw import RAW_TABLES, RawLoadError, RawTable, load
@@ -161,6 +161,7 @@ def _execute(context, run, raw_tables, models, selected, selected_checks, data_d
             built.append(f"{node.table}: {metadata['dagster/row_count']:,} rows in {metadata['duration_s']} s")
             existing.add(node.name)
             yield dg.MaterializeResult(asset_key=node.name, metadata=metadata)
+        checks = []
         for check in getattr(node, "checks", ()):
             if (node.name, check.name) not in selected_checks or node.name in not_built:
                 continue
@@ -169,7 +170,10 @@ def _execute(context, run, raw_tables, models, selected, selected_checks, data_d
                 # A subset run on a fresh database: the table the check compares with is not there yet.
                 context.log.warning(f"{node.name}: check {check.name} not run, it reads {unavailable}, not built")
                 continue
-            result = _check_result(run.con, node, check, node.check_sql[check.name])
+            checks.append(check)
+        screened = _screen(run.con, node, checks)
+        for check in checks:
+            result = _check_result(run.con, node, check, node.check_sql[check.name], screened.get(check.name))
             if not result.passed and check.blocking:
                 context.log.error(f"{node.name}: blocking check {check.name} failed; downstream models are skipped")
                 held_back.add(node.name)
@@ -246,10 +250,17 @@ def _table_metadata(con: duckdb.DuckDBPyConnection, node: RawTable | Model) -> d
     }
 
 
-def _check_result(con, model: Model, check: CheckDecl, sql: str) -> dg.AssetCheckResult:
+def _screen(con, model: Model, checks: list[CheckDecl]) -> dict[str, int]:
+    try:
+        return screen(con, model.table, checks)
+    except duckdb.Error:
+        return {}  # each check then runs its own query and reports its own error
+
+
+def _check_result(con, model: Model, check: CheckDecl, sql: str, screened: int | None) -> dg.AssetCheckResult:
     severity = dg.AssetCheckSeverity.ERROR if check.severity == "error" else dg.AssetCheckSeverity.WARN
     try:
-        outcome = evaluate(con, sql)
+        outcome = CheckOutcome(0, [], [], sql) if screened == 0 else evaluate(con, sql)
     except duckdb.Error as e:
         return dg.AssetCheckResult(
             asset_key=model.name, check_name=check.name, passed=False, severity=severity,
