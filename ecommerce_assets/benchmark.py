@@ -9,7 +9,8 @@ in alternating order, two subprocesses on a fresh DuckDB file:
   check, one step) with DAGSTER_HOME in the workdir; per-asset times are read back from the instance
   (`duration_s` of each asset's latest materialization, check times from the event timestamps).
 - floor: this module with `--floor`: the macros, the raw loads, each model's create statement and its
-  checks back to back, with the project's own functions and the resource's memory_limit/threads.
+  checks (one `checks.screen` scan, then `checks.evaluate` for the checks it does not clear, as the
+  factory does) back to back, with the project's own functions and the resource's memory_limit/threads.
 
 Peak memory is polled from /proc every 50 ms (psutil is not installed) two ways: the sum of RSS over
 the subprocess and all its descendants, and the largest single process's own high-water mark (VmHWM).
@@ -38,11 +39,6 @@ from pathlib import Path
 SEED = 42
 POLL_S = 0.05
 PAGE = os.sysconf("SC_PAGE_SIZE")
-# factory.RunContext.ensure_analysis_date's query, repeated here because importing factory imports dagster.
-ANALYSIS_DATE_SQL = (
-    "select coalesce(max(order_date) filter (where is_completed), max(order_date), current_date)"
-    " from staging.stg_orders"
-)
 
 
 # --- data -------------------------------------------------------------------------------------------
@@ -142,6 +138,16 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> d
         "cpu_s": cpu, "others_cores": max(0.0, busy - cpu) / wall,
         "peak_tree_rss": peak, "max_single_rss": max(hwm.values(), default=0), "processes": len(hwm),
     }
+
+
+def sql_fingerprint() -> str:
+    """Hash of every SQL file: other engineers editing models mid-benchmark make repeats incomparable."""
+    from ecommerce_assets.models import SQL_DIR
+
+    digest = hashlib.sha256()
+    for path in sorted(SQL_DIR.rglob("*.sql")):
+        digest.update(str(path.relative_to(SQL_DIR)).encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def fresh_db(path: Path) -> None:
@@ -247,8 +253,8 @@ def floor(spec: dict) -> None:
     t0 = time.perf_counter()
     import duckdb
 
-    from ecommerce_assets.checks import evaluate
-    from ecommerce_assets.models import load_macros, load_models, resolve_deps
+    from ecommerce_assets.checks import CheckOutcome, evaluate, screen
+    from ecommerce_assets.models import DEFAULT_ANALYSIS_DATE_SQL, load_macros, load_models, resolve_deps
     from ecommerce_assets.raw import RAW_TABLES, load
 
     statements: list[dict] = []
@@ -277,11 +283,16 @@ def floor(spec: dict) -> None:
     checks, analysis_date = {}, None
     for model in models:
         if model.uses_analysis_date and analysis_date is None:
-            analysis_date = timed(model.name, "build", "analysis date", lambda: con.execute(ANALYSIS_DATE_SQL).fetchone()[0])
+            analysis_date = timed(model.name, "build", "analysis date", lambda: con.execute(DEFAULT_ANALYSIS_DATE_SQL).fetchone()[0])
             con.execute("set variable analysis_date = ?::date", [analysis_date])
         timed(model.name, "build", "create", lambda: con.execute(model.create_statement()))
+        # As factory._execute: one screening scan for the cheap column checks, the failing-rows query for the rest.
+        screened = timed(model.name, "check", "screen", lambda: screen(con, model.table, list(model.checks)))
         for check in model.checks:
-            outcome = timed(model.name, "check", check.name, lambda: evaluate(con, model.check_sql[check.name]))
+            if screened.get(check.name) == 0:
+                outcome = CheckOutcome(0, [], [], model.check_sql[check.name])
+            else:
+                outcome = timed(model.name, "check", check.name, lambda: evaluate(con, model.check_sql[check.name]))
             checks[f"{model.name}.{check.name}"] = {"passed": outcome.passed, "failing": outcome.failing}
     con.close()
     Path(spec["out"]).write_text(json.dumps({
@@ -293,21 +304,21 @@ def floor(spec: dict) -> None:
 # --- report -----------------------------------------------------------------------------------------
 
 def summarize(args, rows: dict, settings, runs: dict[str, list[dict]]) -> dict:
-    from ecommerce_assets.models import load_models
-    from ecommerce_assets.raw import RAW_TABLES
-
     med = statistics.median
     dag, flo = runs["dagster"], runs["floor"]
-    n_checks = {m.name: len(m.checks) for m in load_models()}
+    # Assets and checks as the last floor run found them, in build order (the SQL files may be edited meanwhile).
+    n_checks = {st["asset"]: 0 for st in flo[-1]["statements"] if st["asset"]}
+    for check in flo[-1]["checks"]:
+        n_checks[check.split(".")[0]] += 1
     assets = []
-    for name in [r.name for r in RAW_TABLES] + list(n_checks):
+    for name in n_checks:
         def floor_s(run, kind):
             return sum(s["s"] for s in run["statements"] if s["asset"] == name and s["kind"] == kind)
         got = [r["assets"][name] for r in dag if name in r["assets"]]
         assets.append({
             "asset": name,
             "rows": got[-1]["rows"] if got else None,
-            "checks": n_checks.get(name, 0),
+            "checks": n_checks[name],
             "dagster_s": med([a["duration_s"] for a in got]) if got else None,
             "floor_s": med([floor_s(r, "build") for r in flo]),
             "dagster_checks_s": med([a["checks_s"] for a in got]) if got else None,
@@ -347,6 +358,7 @@ def summarize(args, rows: dict, settings, runs: dict[str, list[dict]]) -> dict:
         },
         "floor_slowest_statements": slowest[:12],
         "failed_checks": failed,
+        "sql_fingerprints": sorted({r["sql_fingerprint"] for v in runs.values() for r in v}),
         "runs": runs,
     }
 
@@ -365,15 +377,15 @@ def render(s: dict) -> str:
         "",
         "rows per raw table: " + ", ".join(f"{k} {v:,}" for k, v in s["raw_rows"].items()),
         "",
-        f"per asset, median seconds     {'rows':>12}  {'dagster':>8}  {'floor':>8}   checks  {'dagster':>8}  {'floor':>8}",
+        f"{'per asset, median seconds':<34}{'rows':>12}  {'dagster':>8}  {'floor':>8}   checks  {'dagster':>8}  {'floor':>8}",
     ]
     for a in s["assets"]:
         rows = "-" if a["rows"] is None else f"{a['rows']:,}"
-        out.append(f"  {a['asset']:<28}{rows:>12}  {sec(a['dagster_s']):>8}  {sec(a['floor_s']):>8}   "
+        out.append(f"  {a['asset']:<34}{rows:>12}  {sec(a['dagster_s']):>8}  {sec(a['floor_s']):>8}   "
                    f"{a['checks']:>6}  {sec(a['dagster_checks_s']):>8}  {sec(a['floor_checks_s']):>8}")
     total = {k: sum(a[k] or 0 for a in s["assets"]) for k in ("dagster_s", "floor_s", "dagster_checks_s", "floor_checks_s")}
     out += [
-        f"  {'sum':<28}{'':>12}  {sec(total['dagster_s']):>8}  {sec(total['floor_s']):>8}   "
+        f"  {'sum':<34}{'':>12}  {sec(total['dagster_s']):>8}  {sec(total['floor_s']):>8}   "
         f"{sum(a['checks'] for a in s['assets']):>6}  {sec(total['dagster_checks_s']):>8}  {sec(total['floor_checks_s']):>8}",
         "  (dagster: the factory's duration_s = build + describe/count/preview + any after_build hook (charts,",
         "   exports); its checks: from the asset's materialization event to its last check event, so they include",
@@ -399,6 +411,9 @@ def render(s: dict) -> str:
                    f"   ({s['processes_in_tree'][k]} process(es))")
     out += ["", "slowest floor statements, median s:"]
     out += [f"  {st['median_s']:8.2f}  {st['asset'] or '-'} {st['kind']} {st['what']}" for st in s["floor_slowest_statements"]]
+    if len(s["sql_fingerprints"]) > 1:
+        out.append(f"WARNING: the SQL files changed during the benchmark ({', '.join(s['sql_fingerprints'])}): "
+                   "repeats ran different SQL")
     for k, names in s["failed_checks"].items():
         if names:
             out.append(f"checks that failed ({k}): {', '.join(names)}")
@@ -437,7 +452,9 @@ def main(argv=None) -> None:
     for i in range(args.repeat):
         for kind in ("dagster", "floor") if i % 2 == 0 else ("floor", "dagster"):
             print(f"repeat {i + 1}/{args.repeat} {kind} ...", end=" ", flush=True)
+            sql = sql_fingerprint()
             r = runners[kind](workdir, data_dir, i)
+            r["sql_fingerprint"] = sql if sql == sql_fingerprint() else "changed during the run"
             print(f"{r['wall_s']:.2f} s (cpu {r['cpu_s']:.1f} s; other processes used {r['others_cores']:.2f} cores),"
                   f" peak {r['peak_tree_rss'] / 2**20:,.0f} MB", flush=True)
             runs[kind].append(r)

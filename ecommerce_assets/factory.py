@@ -20,7 +20,7 @@ from pydantic import Field
 
 from ecommerce_assets.checks import CheckDecl, CheckOutcome, evaluate, screen
 from ecommerce_assets.markdown import markdown_table
-from ecommerce_assets.models import Model, ModelError, load_macros
+from ecommerce_assets.models import DEFAULT_ANALYSIS_DATE_SQL, Model, ModelError, load_macros
 from ecommerce_assets.raw import RAW_TABLES, RawLoadError, RawTable, load
 from ecommerce_assets.resources import DuckDBWarehouse, Settings
 
@@ -72,10 +72,7 @@ class RunContext:
                         f"run config analysis_date={self.config.analysis_date!r} is not a YYYY-MM-DD date"
                     ) from None
             else:
-                self.analysis_date = self.con.execute(
-                    "select coalesce(max(order_date) filter (where is_completed), max(order_date), current_date)"
-                    " from staging.stg_orders"
-                ).fetchone()[0]
+                self.analysis_date = self.con.execute(DEFAULT_ANALYSIS_DATE_SQL).fetchone()[0]
             self.con.execute("set variable analysis_date = ?::date", [self.analysis_date])
             self.log.info(f"analysis date: {self.analysis_date}")
         return self.analysis_date

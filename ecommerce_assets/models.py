@@ -32,6 +32,13 @@ LAYERS: dict[str, str] = {
 
 MATERIALIZATIONS = ("view", "table", "incremental")
 
+# The run's analysis date unless the run config sets one: the latest completed order (the seed's
+# RFM reference), so a rerun on the same data gives the same numbers whatever day it runs.
+DEFAULT_ANALYSIS_DATE_SQL = (
+    "select coalesce(max(order_date) filter (where is_completed), max(order_date), current_date)"
+    " from staging.stg_orders"
+)
+
 _HEADER = re.compile(r"\A\s*/\*(.*?)\*/", re.S)
 
 
