@@ -213,7 +213,21 @@ def resolve_deps(models: list[Model], source_tables: dict[str, str]) -> list[Mod
             for name, sql in check_sql.items()
         }
         resolved.append(replace(model, deps=deps, check_sql=check_sql, check_deps=check_deps))
-    return _topological(resolved)
+    return _inherit_column_descriptions(_topological(resolved))
+
+
+def _inherit_column_descriptions(models: list[Model]) -> list[Model]:
+    """A column a model passes through unchanged keeps the description an upstream model gave it."""
+    described: dict[str, dict[str, str]] = {}
+    inherited = []
+    for model in models:  # in dependency order, so upstream descriptions are complete
+        columns = {}
+        for dep in model.deps:
+            columns |= {c: d for c, d in described.get(dep, {}).items() if d and c not in columns}
+        columns |= {c: d for c, d in model.columns.items() if d}
+        described[model.name] = columns
+        inherited.append(replace(model, columns=columns))
+    return inherited
 
 
 def _topological(models: list[Model]) -> list[Model]:

@@ -153,3 +153,11 @@ def test_cte_names_are_not_dependencies(tmp_path):
 def test_no_model_reads_the_clock():
     for model in load_models():
         assert "current_date" not in model.sql.lower() and "now()" not in model.sql.lower(), model.path
+
+
+def test_pass_through_columns_inherit_their_upstream_description():
+    models = {m.name: m for m in resolve_deps(load_models(), {r.name: "raw" for r in RAW_TABLES})}
+    dim = models["dim_customer_segments"].columns
+    assert dim["email"] == "Cleaned email; NULL when invalid"  # declared on fct_customer_metrics only
+    assert dim["customer_id"] == "Primary key"  # its own declaration wins
+    assert models["ml_customer_features"].columns["monetary_value"] == "Total revenue from customer"

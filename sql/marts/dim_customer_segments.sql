@@ -8,24 +8,12 @@ columns:
       - unique
       - not_null
       - one_row_per: {to: fct_customer_metrics}
-  email: {description: Cleaned email; NULL when invalid}
-  first_name: {description: First name}
-  last_name: {description: Last name}
   customer_segment:
     description: Business segment classification
     checks:
       - accepted_values:
           values: ['Champions', 'Loyal Customers', 'New Customers', 'Big Spenders', 'At Risk', 'Cant Lose Them', 'Hibernating', 'Lost', 'Others']
-  recency_score: {description: Recency score 1-5}
-  frequency_score: {description: Frequency score 1-5}
-  monetary_score: {description: Monetary score 1-5}
-  rfm_total_score: {description: Sum of the RFM scores}
-  monetary_value: {description: Total historical revenue}
   total_orders: {description: Number of completed orders}
-  avg_order_value: {description: Average completed order total}
-  predicted_clv_12m: {description: Predicted 12-month CLV}
-  churn_risk: {description: Churn risk category}
-  recency_days: {description: Days since the last completed order (since sign-up without orders)}
   recommended_action: {description: Suggested marketing action for the segment}
 */
 with customer_metrics as (
