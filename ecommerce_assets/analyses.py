@@ -4,7 +4,6 @@ The analyses themselves are SQL files in `sql/analyses/`, built by the factory l
 model. What SQL cannot do lives here, as `after_build` functions `(con, model, run) -> metadata`
 that run right after the model's table is created:
 
-- every analysis shows its result as a markdown table (`result_table`);
 - some draw a PNG chart to `<output_dir>/charts/` and show it inline in the UI;
 - some export rows to `<output_dir>/exports/` with DuckDB's COPY.
 
@@ -26,11 +25,8 @@ import dagster as dg
 import duckdb
 
 from ecommerce_assets.factory import AfterBuild, RunContext
-from ecommerce_assets.markdown import markdown_table
 from ecommerce_assets.models import Model, ModelError
 
-LAYER = "analyses"
-RESULT_ROWS = 50  # the result table shows all rows up to this many, else the first ones and the total
 DPI = 100
 
 T = TypeVar("T")
@@ -42,17 +38,6 @@ class AnalysisOutputError(ModelError):
     A ModelError, so the factory records this one asset as failed (with this message) and goes
     on with the rest of the run instead of aborting the whole step.
     """
-
-
-# --- result table ---------------------------------------------------------------------------
-
-
-def result_table(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext | None = None) -> dict:
-    """The analysis result as markdown: every row up to RESULT_ROWS, else the first ones and the total."""
-    total = con.execute(f"select count(*) from {model.table}").fetchone()[0]
-    cursor = con.execute(f"select * from {model.table} limit {RESULT_ROWS}")
-    columns = [d[0] for d in cursor.description]
-    return {"result": dg.MetadataValue.md(markdown_table(columns, cursor.fetchall(), total=total))}
 
 
 # --- charts ---------------------------------------------------------------------------------
@@ -256,7 +241,7 @@ EXTRAS: dict[str, tuple[AfterBuild, ...]] = {
 def after_build(
     models: Iterable[Model], extras: Mapping[str, Sequence[AfterBuild]] = EXTRAS
 ) -> dict[str, AfterBuild]:
-    """The `after_build` mapping for `build_warehouse`: a result table for every analysis, plus its extras.
+    """The `after_build` mapping for `build_warehouse`: each model's charts and exports.
 
     Fails when `extras` names a model that does not exist, so a renamed SQL file cannot silently
     lose its chart or export.
@@ -268,7 +253,7 @@ def after_build(
         raise ModelError(f"analyses.EXTRAS names models that do not exist: {unknown}")
     hooks: dict[str, AfterBuild] = {}
     for model in models:
-        steps = ([result_table] if model.layer == LAYER else []) + list(extras.get(model.name, ()))
+        steps = list(extras.get(model.name, ()))
         if steps:
             hooks[model.name] = _chain(steps)
     return hooks

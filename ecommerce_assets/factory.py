@@ -24,7 +24,9 @@ from ecommerce_assets.models import DEFAULT_ANALYSIS_DATE_SQL, Model, ModelError
 from ecommerce_assets.raw import RAW_TABLES, RawLoadError, RawTable, load
 from ecommerce_assets.resources import DuckDBWarehouse, Settings
 
-PREVIEW_ROWS = 5
+# Rows shown in the UI: a sample of a model, the whole answer of an analysis (up to 50).
+PREVIEW_ROWS = {"analyses": 50}
+DEFAULT_PREVIEW_ROWS = 5
 KINDS = {"duckdb", "sql"}
 
 # Hand-written work that follows a model's SQL (charts, exports): returns extra metadata.
@@ -153,7 +155,7 @@ def _execute(context, run, raw_tables, models, selected, selected_checks, data_d
                 held_back.add(node.name)
                 not_built.add(node.name)
                 continue
-            metadata |= _table_metadata(run.con, node)
+            metadata |= table_metadata(run.con, node)
             metadata["duration_s"] = round(time.perf_counter() - started, 3)
             built.append(f"{node.table}: {metadata['dagster/row_count']:,} rows in {metadata['duration_s']} s")
             existing.add(node.name)
@@ -232,11 +234,13 @@ def _merge(con: duckdb.DuckDBPyConnection, model: Model) -> dict:
     }
 
 
-def _table_metadata(con: duckdb.DuckDBPyConnection, node: RawTable | Model) -> dict:
-    descriptions = getattr(node, "columns", {}) if isinstance(node, Model) else {}
+def table_metadata(con: duckdb.DuckDBPyConnection, node: RawTable | Model) -> dict:
+    """Row count, column schema (types and descriptions) and a preview of the rows."""
+    descriptions = node.columns if isinstance(node, Model) else {}
+    limit = PREVIEW_ROWS.get(node.layer, DEFAULT_PREVIEW_ROWS) if isinstance(node, Model) else DEFAULT_PREVIEW_ROWS
     columns = con.execute(f"describe {node.table}").fetchall()
     rows = con.execute(f"select count(*) from {node.table}").fetchone()[0]
-    preview = con.execute(f"select * from {node.table} limit {PREVIEW_ROWS}")
+    preview = con.execute(f"select * from {node.table} limit {limit}")
     names = [d[0] for d in preview.description]
     return {
         "dagster/row_count": rows,

@@ -28,6 +28,7 @@ import duckdb
 import pytest
 
 from ecommerce_assets import analyses
+from ecommerce_assets.factory import table_metadata
 from ecommerce_assets.models import ModelError, load_models
 
 from .conftest import make_warehouse
@@ -91,15 +92,15 @@ def test_analyses_are_assets_of_their_own_group(built):
 def test_every_analysis_shows_its_result_as_a_markdown_table(materialized):
     wh, metadata = materialized
     for name in ANALYSES:
-        md = metadata[name]["result"].value
+        md = metadata[name]["preview"].value
         header = md.splitlines()[0]
         columns = [r[0] for r in wh.query(f"select column_name from (describe analyses.{name})")]
         assert header == "| " + " | ".join(columns) + " |", name
         rows = metadata[name]["dagster/row_count"].value
         body = [line for line in md.splitlines()[2:] if line.startswith("| ")]
         assert len(body) == rows, name  # all <= 50 on the bundled data
-    assert "| Loyal Customers | 1 | 247.92 | 247.92 | 371.88 | 371.88 |" in metadata["segment_distribution"]["result"].value
-    assert "_no rows_" in metadata["winback_targets"]["result"].value
+    assert "| Loyal Customers | 1 | 247.92 | 247.92 | 371.88 | 371.88 |" in metadata["segment_distribution"]["preview"].value
+    assert "_no rows_" in metadata["winback_targets"]["preview"].value
 
 
 def test_result_table_shows_the_first_50_rows_and_the_total(tmp_path):
@@ -107,7 +108,7 @@ def test_result_table_shows_the_first_50_rows_and_the_total(tmp_path):
     con = duckdb.connect()
     con.execute("create schema analyses")
     con.execute("create table analyses.customer_product_affinity as select range as customer_id from range(120)")
-    md = analyses.result_table(con, model)["result"].value
+    md = table_metadata(con, model)["preview"].value
     lines = md.splitlines()
     assert lines[0] == "| customer_id |"
     assert [line for line in lines if line.startswith("| ")][2:] == [f"| {i} |" for i in range(50)]
@@ -342,7 +343,7 @@ def test_charts_cope_with_empty_tables(tmp_path):
 def test_an_unwritable_output_dir_fails_that_asset_with_a_model_error(tmp_path):
     models = load_models()
     hooks = analyses.after_build(models)
-    assert set(hooks) == ANALYSES  # no hooks on the other layers
+    assert set(hooks) == set(analyses.EXTRAS)  # only the analyses with charts or exports
     con = duckdb.connect()
     con.execute("create schema analyses")
     con.execute("create table analyses.winback_targets as select 1 customer_id, 'a@b.c' email, 1.0 monetary_value")
