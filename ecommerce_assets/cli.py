@@ -19,24 +19,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ecommerce-assets", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="materialize the graph (or --select a subset) with its checks")
-    build.add_argument("--select", help="Dagster asset selection, e.g. 'tag:ml' or 'fct_customer_metrics+'")
     build.add_argument("--analysis-date", help="YYYY-MM-DD; default: the latest completed order date")
     build.add_argument("--data-dir", help="directory with the raw files; default: ECOMMERCE_DATA_DIR or data/")
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
-    sub.add_parser("check", help="run only the checks against the tables already in the DuckDB file")
+    check = sub.add_parser("check", help="run only the checks against the tables already in the DuckDB file")
+    for command in (build, check):
+        command.add_argument("--select", help="Dagster asset selection, e.g. 'tag:ml' or 'fct_customer_metrics*'")
     args = parser.parse_args(argv)
 
     from ecommerce_assets.definitions import defs  # after parsing, so --help is instant
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    keys = sorted(dg.AssetSelection.from_string(args.select).resolve(defs.resolve_asset_graph())) if args.select else None
     if args.command == "check":
-        result = defs.resolve_job_def("checks_job").execute_in_process(instance=instance, raise_on_error=False)
+        job = defs.resolve_job_def("checks_job")
+        if keys:
+            subset = dg.define_asset_job("checks_of_selection", selection=dg.AssetSelection.checks_for_assets(*keys))
+            job = dg.Definitions.merge(defs, dg.Definitions(jobs=[subset])).resolve_job_def(subset.name)
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
     else:
         options = {"analysis_date": args.analysis_date, "data_dir": args.data_dir, "full_refresh": args.full_refresh}
         config = {k: v for k, v in options.items() if v}
-        keys = None
-        if args.select:
-            keys = sorted(dg.AssetSelection.from_string(args.select).resolve(defs.resolve_asset_graph()))
         result = defs.resolve_job_def("warehouse_job").execute_in_process(
             instance=instance,
             raise_on_error=False,
