@@ -42,11 +42,6 @@ class CheckDecl:
         return self.severity == "error"
 
     @property
-    def referenced_model(self) -> str | None:
-        """The other model a relationships or one_row_per check reads."""
-        return self.params.get("to")
-
-    @property
     def screen(self) -> str | None:
         """An aggregate over the model's table that is 0 exactly when the check passes.
 
