@@ -148,7 +148,7 @@ def _execute(context, run, raw_tables, models, selected, selected_checks, data_d
                     loaded = load(run.con, node, data_dir, run.config.full_refresh)
                     metadata = {"load": loaded.mode, "files_read": [str(p) for p in loaded.files]}
                 else:
-                    metadata = _build_model(run, node, after_build.get(node.name))
+                    metadata = _build_model(run, node, after_build.get(node.name), exists=node.name in existing)
             except (duckdb.Error, RawLoadError, ModelError) as e:
                 context.log.error(f"{node.name}: {e}")
                 failures.append(f"{node.name}: {e}")
@@ -192,24 +192,17 @@ def _prepare(con: duckdb.DuckDBPyConnection, models: Sequence[Model]) -> None:
         con.execute(macro)
 
 
-def _build_model(run: RunContext, model: Model, after: AfterBuild | None) -> dict:
+def _build_model(run: RunContext, model: Model, after: AfterBuild | None, exists: bool) -> dict:
     metadata: dict[str, object] = {"sql": dg.MetadataValue.md(_sql_block(model.create_statement()))}
     if model.uses_analysis_date:
         metadata["analysis_date"] = str(run.ensure_analysis_date())
-    if model.materialized == "incremental" and not run.config.full_refresh and _exists(run.con, model):
+    if model.materialized == "incremental" and not run.config.full_refresh and exists:
         metadata |= _merge(run.con, model)
     else:
         run.con.execute(model.create_statement())
     if after:
         metadata |= after(run.con, model, run)
     return metadata
-
-
-def _exists(con: duckdb.DuckDBPyConnection, model: Model) -> bool:
-    return bool(con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [model.layer, model.name],
-    ).fetchone()[0])
 
 
 def _merge(con: duckdb.DuckDBPyConnection, model: Model) -> dict:
