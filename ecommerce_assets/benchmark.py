@@ -8,9 +8,11 @@ in alternating order, two subprocesses on a fresh DuckDB file:
 - dagster: `dagster asset materialize -m ecommerce_assets.definitions --select '*'` (every asset and
   check, one step) with DAGSTER_HOME in the workdir; per-asset times are read back from the instance
   (`duration_s` of each asset's latest materialization, check times from the event timestamps).
-- floor: this module with `--floor`: the macros, the raw loads, each model's create statement and its
-  checks (one `checks.screen` scan, then `checks.evaluate` for the checks it does not clear, as the
-  factory does) back to back, with the project's own functions and the resource's memory_limit/threads.
+- floor: this module with `--floor`: the macros, the raw loads, each model's create statement (and
+  the COPY of its export where its header declares one) and its checks (one `checks.screen` scan,
+  then `checks.evaluate` for the checks it does not clear, as the factory does) back to back, with
+  the project's own functions and the resource's memory_limit/threads. Charts are not SQL: the
+  floor does not draw them.
 
 Peak memory is polled from /proc every 50 ms (psutil is not installed) two ways: the sum of RSS over
 the subprocess and all its descendants, and the largest single process's own high-water mark (VmHWM).
@@ -286,6 +288,10 @@ def floor(spec: dict) -> None:
             analysis_date = timed(model.name, "build", "analysis date", lambda: con.execute(DEFAULT_ANALYSIS_DATE_SQL).fetchone()[0])
             con.execute("set variable analysis_date = ?::date", [analysis_date])
         timed(model.name, "build", "create", lambda: con.execute(model.create_statement()))
+        if model.export:  # the same COPY the materialization runs (analyses.export_file)
+            exports = Path(spec["out"]).parent / "floor-exports"
+            exports.mkdir(exist_ok=True)
+            timed(model.name, "build", "export", lambda: con.execute(model.export_statement(str(exports / model.export.file))))
         # As factory._execute: one screening scan for the cheap column checks, the failing-rows query for the rest.
         screened = timed(model.name, "check", "screen", lambda: screen(con, model.table, list(model.checks)))
         for check in model.checks:
@@ -389,7 +395,7 @@ def render(s: dict) -> str:
         f"{sum(a['checks'] for a in s['assets']):>6}  {sec(total['dagster_checks_s']):>8}  {sec(total['floor_checks_s']):>8}",
         "  (dagster: the factory's duration_s = build + describe/count/preview + any after_build hook (charts,",
         "   exports); its checks: from the asset's materialization event to its last check event, so they include",
-        "   Dagster's event writes. floor: the create statement / check queries alone.)",
+        "   Dagster's event writes. floor: the create statement (+ export COPY) / check queries alone.)",
         "",
         f"total wall time (s)   {'median':>8} {'min':>8} {'max':>8}   cpu s (median)   cores used by other processes, per run",
     ]

@@ -9,6 +9,8 @@ failed, so the tables from the previous run stay as they were.
 """
 
 import datetime as dt
+import queue
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,7 +31,9 @@ PREVIEW_ROWS = {"analyses": 50}
 DEFAULT_PREVIEW_ROWS = 5
 KINDS = {"duckdb", "sql"}
 
-# Hand-written work that follows a model's SQL (charts, exports): returns extra metadata.
+# Hand-written work that follows a model's SQL (charts, exports): returns extra metadata. It may
+# carry a `warm_up` attribute: a function started on a spare thread when a run that selects the
+# model begins (to import a heavy library while DuckDB works).
 AfterBuild = Callable[[duckdb.DuckDBPyConnection, Model, "RunContext"], Mapping[str, object]]
 
 
@@ -60,7 +64,7 @@ class RunContext:
         self.settings = settings
         self.config = config
         self.log = log
-        self.started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+        self.started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         self.analysis_date: dt.date | None = None
         con.execute("set variable run_started_at = ?::timestamp", [self.started_at])
 
@@ -116,17 +120,80 @@ def build_warehouse(
         selected = {k.to_user_string() for k in context.selected_asset_keys}
         selected_checks = {(k.asset_key.to_user_string(), k.name) for k in context.selected_asset_check_keys}
         data_dir = Path(config.data_dir or settings.data_dir)
+        for warm_up in {getattr(after_build.get(name), "warm_up", None) for name in selected} - {None}:
+            threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
         with duckdb.get_connection() as con:
-            run = RunContext(con, settings, config, context.log)
-            _prepare(con, models)
-            yield from _execute(
-                context, run, raw_tables, models, selected, selected_checks, data_dir, after_build
-            )
+
+            def work(log, stop: threading.Event) -> Iterator:
+                run = RunContext(con, settings, config, log)
+                _prepare(con, models)
+                yield from _execute(log, stop, run, raw_tables, models, selected, selected_checks, data_dir, after_build)
+
+            yield from _overlapped(work, context.log, con.interrupt)
 
     return warehouse
 
 
-def _execute(context, run, raw_tables, models, selected, selected_checks, data_dir, after_build) -> Iterator:
+def _overlapped(work: Callable[[object, threading.Event], Iterator], log, interrupt: Callable[[], None]) -> Iterator:
+    """Runs `work` (every DuckDB statement of the step) on a worker thread; yields its events here.
+
+    Recording an event in Dagster's event log costs ~10 ms of this thread and a run has a few
+    hundred. DuckDB releases the GIL while a statement runs, so the worker builds the next model
+    while this thread records the previous one's materialization and checks: the step takes about
+    as long as its SQL instead of SQL + event writes. Log lines travel through the same queue, so
+    the UI shows everything in the order it happened and only this thread talks to Dagster.
+    """
+    items: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for event in work(_ForwardedLog(items.put), stop):
+                items.put(("event", event))
+            items.put(("done", None))
+        except BaseException as e:  # re-raised on the step's thread, with its traceback
+            items.put(("raise", e))
+
+    worker = threading.Thread(target=produce, name="warehouse-sql", daemon=True)
+    worker.start()
+    finished = False
+    try:
+        while True:
+            kind, *payload = items.get()
+            if kind == "event":
+                yield payload[0]
+            elif kind == "log":
+                getattr(log, payload[0])(payload[1])
+            elif kind == "raise":
+                finished = True
+                raise payload[0]
+            else:
+                finished = True
+                return
+    finally:
+        if not finished:  # the run was terminated: stop the statement in flight and build nothing more
+            stop.set()
+            interrupt()
+        worker.join()
+
+
+class _ForwardedLog:
+    """The worker thread's `context.log`: its lines are logged by the step's thread, in order."""
+
+    def __init__(self, put: Callable[[tuple], None]):
+        self._put = put
+
+    def info(self, message: str) -> None:
+        self._put(("log", "info", message))
+
+    def warning(self, message: str) -> None:
+        self._put(("log", "warning", message))
+
+    def error(self, message: str) -> None:
+        self._put(("log", "error", message))
+
+
+def _execute(log, stop, run, raw_tables, models, selected, selected_checks, data_dir, after_build) -> Iterator:
     held_back: set[str] = set()  # not built, or failed a blocking check: downstream must wait
     not_built: set[str] = set()  # selected but skipped or failed: its checks would read a stale table
     failures: list[str] = []
@@ -134,11 +201,13 @@ def _execute(context, run, raw_tables, models, selected, selected_checks, data_d
     existing = {r[0] for r in run.con.execute("select table_name from information_schema.tables").fetchall()}
     nodes: list[RawTable | Model] = [*raw_tables, *models]
     for node in nodes:
+        if stop.is_set():
+            return
         deps = getattr(node, "deps", ())
         if node.name in selected:
             waiting_on = [d for d in deps if d in held_back]
             if waiting_on:
-                context.log.warning(f"{node.name}: skipped, upstream {waiting_on} failed or failed a blocking check")
+                log.warning(f"{node.name}: skipped, upstream {waiting_on} failed or failed a blocking check")
                 held_back.add(node.name)
                 not_built.add(node.name)
                 continue
@@ -150,7 +219,7 @@ def _execute(context, run, raw_tables, models, selected, selected_checks, data_d
                 else:
                     metadata = _build_model(run, node, after_build.get(node.name), exists=node.name in existing)
             except (duckdb.Error, RawLoadError, ModelError) as e:
-                context.log.error(f"{node.name}: {e}")
+                log.error(f"{node.name}: {e}")
                 failures.append(f"{node.name}: {e}")
                 held_back.add(node.name)
                 not_built.add(node.name)
@@ -167,18 +236,18 @@ def _execute(context, run, raw_tables, models, selected, selected_checks, data_d
             unavailable = [t for t in node.check_deps[check.name] if t in not_built or t not in existing]
             if unavailable:
                 # A subset run on a fresh database: the table the check compares with is not there yet.
-                context.log.warning(f"{node.name}: check {check.name} not run, it reads {unavailable}, not built")
+                log.warning(f"{node.name}: check {check.name} not run, it reads {unavailable}, not built")
                 continue
             checks.append(check)
         screened = _screen(run.con, node, checks)
         for check in checks:
             result = _check_result(run.con, node, check, node.check_sql[check.name], screened.get(check.name))
             if not result.passed and check.blocking:
-                context.log.error(f"{node.name}: blocking check {check.name} failed; downstream models are skipped")
+                log.error(f"{node.name}: blocking check {check.name} failed; downstream models are skipped")
                 held_back.add(node.name)
             yield result
     if built:
-        context.log.info("built:\n" + "\n".join(built))
+        log.info("built:\n" + "\n".join(built))
     if failures:
         raise dg.Failure(
             description=f"{len(failures)} asset(s) failed; their previous tables are unchanged:\n" + "\n".join(failures)

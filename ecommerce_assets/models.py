@@ -32,6 +32,9 @@ LAYERS: dict[str, str] = {
 
 MATERIALIZATIONS = ("view", "table", "incremental")
 
+# `export:` in a header writes the model's rows to <output_dir>/exports/<file> with DuckDB's COPY.
+EXPORT_FORMATS = {".csv": "format csv, header true", ".parquet": "format parquet"}
+
 # The run's analysis date unless the run config sets one: the latest completed order (the seed's
 # RFM reference), so a rerun on the same data gives the same numbers whatever day it runs.
 DEFAULT_ANALYSIS_DATE_SQL = (
@@ -40,6 +43,15 @@ DEFAULT_ANALYSIS_DATE_SQL = (
 )
 
 _HEADER = re.compile(r"\A\s*/\*(.*?)\*/", re.S)
+
+
+@dataclass(frozen=True)
+class Export:
+    """A file the model's materialization writes: its rows, optionally filtered and ordered."""
+
+    file: str
+    where: str | None = None
+    order_by: str | None = None
 
 
 class ModelError(ValueError):
@@ -58,6 +70,7 @@ class Model:
     columns: dict[str, str]
     checks: tuple[CheckDecl, ...]
     unique_key: str | None = None
+    export: Export | None = None
     table_refs: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     deps: tuple[str, ...] = ()
     # Filled by resolve_deps: check name -> failing-rows query, and the other tables it reads.
@@ -90,6 +103,15 @@ class Model:
                 f"from (\n{self.sql}\n) as incoming"
             )
         return f"create or replace {self.materialized} {self.table} as\n{self.sql}"
+
+    def export_statement(self, path: str) -> str:
+        """COPY of the rows `export:` asks for to `path`; it answers with the number of rows written."""
+        e = self.export
+        query = f"select * from {self.table}"
+        query += f" where {e.where}" if e.where else ""
+        query += f" order by {e.order_by}" if e.order_by else ""
+        quoted = "'" + path.replace("'", "''") + "'"
+        return f"copy ({query}) to {quoted} ({EXPORT_FORMATS[Path(e.file).suffix]})"
 
     def merge_statements(self) -> list[str]:
         """An incremental run: upsert on unique_key only the rows whose content changed.
@@ -130,7 +152,7 @@ def parse_model(path: Path, layer: str, default_materialized: str = "table") -> 
     body = body.strip().rstrip(";").strip()
     if not body:
         raise ModelError(f"{path}: no SQL after the header")
-    unknown = set(header) - {"description", "tags", "columns", "checks", "materialized", "unique_key"}
+    unknown = set(header) - {"description", "tags", "columns", "checks", "materialized", "unique_key", "export"}
     if unknown:
         raise ModelError(f"{path}: unknown header keys {sorted(unknown)}")
     materialized = header.get("materialized", default_materialized)
@@ -148,12 +170,23 @@ def parse_model(path: Path, layer: str, default_materialized: str = "table") -> 
         sql=body,
         materialized=materialized,
         unique_key=header.get("unique_key"),
+        export=_parse_export(header.get("export"), path),
         description=(header.get("description") or f"{layer} model {name}").strip(),
         tags=tuple(dict.fromkeys([layer, *header.get("tags", [])])),
         columns={col: (spec or {}).get("description", "") for col, spec in columns.items()},
         checks=parse_checks(f"{layer}.{name}", columns, header.get("checks") or [], where=str(path)),
         table_refs=sql_table_refs(body, where=str(path)),
     )
+
+
+def _parse_export(spec, path: Path) -> Export | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or "file" not in spec or set(spec) - {"file", "where", "order_by"}:
+        raise ModelError(f"{path}: export takes file and optionally where and order_by, got {spec!r}")
+    if Path(spec["file"]).name != spec["file"] or Path(spec["file"]).suffix not in EXPORT_FORMATS:
+        raise ModelError(f"{path}: export file must be a plain file name ending in one of {sorted(EXPORT_FORMATS)}")
+    return Export(**spec)
 
 
 def sql_table_refs(sql: str, where: str = "query") -> frozenset[tuple[str, str]]:

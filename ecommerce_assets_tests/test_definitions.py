@@ -144,6 +144,13 @@ def test_unknown_check_kind_and_bad_header_fail_clearly(tmp_path):
         load_models(tmp_path)
 
 
+@pytest.mark.parametrize("export", ["{file: out.xlsx}", "{file: ../out.csv}", "{where: x > 1}", "{file: a.csv, sort: x}"])
+def test_a_bad_export_header_fails_at_load_with_the_file(tmp_path, export):
+    write_model(tmp_path, "analyses", "a", f"/*\nexport: {export}\n*/\nselect 1 as x")
+    with pytest.raises(ModelError, match=r"a\.sql: export"):
+        load_models(tmp_path)
+
+
 def test_cte_names_are_not_dependencies(tmp_path):
     write_model(tmp_path, "staging", "stg_orders", "with raw_orders as (select 1 as x) select * from raw_orders")
     (model,) = resolve_deps(load_models(tmp_path), {})

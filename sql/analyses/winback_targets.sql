@@ -1,6 +1,7 @@
 /*
 description: Win-back campaign list (tutorial Module 8.1) - valuable customers who are drifting away - At Risk or Cant Lose Them, High or Medium churn risk, more than 200 spent. Highest value first. The materialization exports the rows with an email to exports/winback_targets.csv.
 tags: [customer, churn, campaign]
+export: {file: winback_targets.csv, where: email is not null, order_by: "monetary_value desc, customer_id"}
 columns:
   customer_id: {description: Customer to win back}
   email: {description: Cleaned email; NULL when invalid (such rows are left out of the CSV export)}
