@@ -3,7 +3,7 @@
     python -m ecommerce_assets.benchmark --customers 1000000 --repeat 3 [--workdir DIR] [--format csv|parquet] [--keep]
 
 Generates the data once (a marker file in <workdir>/data skips that next time), then each repeat runs,
-in alternating order, two subprocesses on a fresh DuckDB file:
+in alternating order, three subprocesses on a fresh DuckDB file:
 
 - dagster: `dagster asset materialize -m ecommerce_assets.definitions --select '*'` (every asset and
   check, one step) with DAGSTER_HOME in the workdir; per-asset times are read back from the instance
@@ -13,6 +13,8 @@ in alternating order, two subprocesses on a fresh DuckDB file:
   then `checks.evaluate` for the checks it does not clear, as the factory does) back to back, with
   the project's own functions and the resource's memory_limit/threads. Charts are not SQL: the
   floor does not draw them.
+- seed (CSV data only): `seed_baseline`, the seed tutorial's own SQL (its 4 loads, 11 models and 23
+  tests, made to run on DuckDB) with the same settings: what the project is asked to beat.
 
 Peak memory is polled from /proc every 50 ms (psutil is not installed) two ways: the sum of RSS over
 the subprocess and all its descendants, and the largest single process's own high-water mark (VmHWM).
@@ -229,9 +231,14 @@ def dagster_events(home: Path, started_at: float, ended_at: float) -> dict:
 # --- floor ------------------------------------------------------------------------------------------
 
 def run_floor(workdir: Path, data_dir: Path, repeat: int) -> dict:
+    return _run_lean(workdir, data_dir, repeat, "floor")
+
+
+def _run_lean(workdir: Path, data_dir: Path, repeat: int, mode: str) -> dict:
+    """`--floor` or `--seed` in a subprocess that imports no dagster, on a fresh DuckDB file."""
     from ecommerce_assets.resources import Settings
 
-    db = workdir / "floor.duckdb"
+    db = workdir / f"{mode}.duckdb"
     fresh_db(db)
     env = env_for(workdir, db, data_dir)
     settings = Settings.from_env(env)
@@ -241,10 +248,11 @@ def run_floor(workdir: Path, data_dir: Path, repeat: int) -> dict:
         config["threads"] = settings.threads
     if settings.temp_directory:
         config["temp_directory"] = settings.temp_directory
-    out = workdir / f"floor-{repeat}.json"
+    out = workdir / f"{mode}-{repeat}.json"
     spec = {"db": settings.duckdb_path, "data_dir": settings.data_dir, "config": config, "out": str(out)}
-    cmd = [sys.executable, "-m", "ecommerce_assets.benchmark", "--floor", json.dumps(spec)]
-    result = measure(cmd, env, workdir, workdir / f"floor-{repeat}.log")
+    flag = {"floor": "--floor", "seed": "--seed-sql"}[mode]
+    cmd = [sys.executable, "-m", "ecommerce_assets.benchmark", flag, json.dumps(spec)]
+    result = measure(cmd, env, workdir, workdir / f"{mode}-{repeat}.log")
     result |= json.loads(out.read_text())
     fresh_db(db)
     return result
@@ -307,6 +315,31 @@ def floor(spec: dict) -> None:
     }))
 
 
+# --- seed -------------------------------------------------------------------------------------------
+
+def run_seed(workdir: Path, data_dir: Path, repeat: int) -> dict:
+    """The seed's own SQL (`seed_baseline`), with the same connection settings as the floor."""
+    return _run_lean(workdir, data_dir, repeat, "seed")
+
+
+def seed(spec: dict) -> None:
+    """The --seed mode: seed_baseline.run on one plain connection; its tests count as checks."""
+    t0 = time.perf_counter()
+    import duckdb
+
+    from ecommerce_assets import seed_baseline
+
+    imports_s = time.perf_counter() - t0
+    con = duckdb.connect(spec["db"], config=spec["config"])
+    results = seed_baseline.run(con, spec["data_dir"])
+    con.close()
+    Path(spec["out"]).write_text(json.dumps({
+        "imports_s": imports_s, "in_process_s": time.perf_counter() - t0,
+        "statements": [{"asset": r["name"], "kind": r["kind"], "what": r["kind"], "s": r["s"]} for r in results],
+        "checks": {r["name"]: {"passed": not r["failing"], "failing": r["failing"]} for r in results if r["kind"] == "test"},
+    }))
+
+
 # --- report -----------------------------------------------------------------------------------------
 
 def summarize(args, rows: dict, settings, runs: dict[str, list[dict]]) -> dict:
@@ -351,6 +384,11 @@ def summarize(args, rows: dict, settings, runs: dict[str, list[dict]]) -> dict:
         "cpu_s": {k: med([r["cpu_s"] for r in v]) for k, v in runs.items()},
         "others_cores": {k: [round(r["others_cores"], 2) for r in v] for k, v in runs.items()},
         "ratio_dagster_over_floor": med(walls["dagster"]) / med(walls["floor"]),
+        "ratio_dagster_over_seed": med(walls["dagster"]) / med(walls["seed"]) if "seed" in walls else None,
+        "seed_breakdown_s": {
+            f"{kind}s": med([sum(st["s"] for st in r["statements"] if st["kind"] == kind) for r in runs["seed"]])
+            for kind in ("setup", "load", "model", "test")
+        } if "seed" in runs else None,
         "peak_tree_rss": {k: max(r["peak_tree_rss"] for r in v) for k, v in runs.items()},
         "max_single_rss": {k: max(r["max_single_rss"] for r in v) for k, v in runs.items()},
         "processes_in_tree": {k: max(r["processes"] for r in v) for k, v in runs.items()},
@@ -403,12 +441,15 @@ def render(s: dict) -> str:
         out.append(f"  {k:<20}{w['median']:>8.2f} {w['min']:>8.2f} {w['max']:>8.2f}   {s['cpu_s'][k]:>14.1f}   "
                    + " ".join(f"{c:.2f}" for c in s["others_cores"][k]))
     out += [
-        f"  ratio dagster/floor (medians): {s['ratio_dagster_over_floor']:.2f}x",
+        f"  ratio dagster/floor (medians): {s['ratio_dagster_over_floor']:.2f}x"
+        + (f", dagster/seed: {s['ratio_dagster_over_seed']:.2f}x" if s["ratio_dagster_over_seed"] else ""),
         "",
         "dagster wall, median s: " + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f}"
                                              for k, v in s["dagster_timeline_s"].items()),
         f"  ({s['dagster_checks_evaluated']} check evaluations in the last run)",
         "floor wall, median s: " + ", ".join(f"{k} {v:.2f}" for k, v in s["floor_breakdown_s"].items()),
+        *(["seed wall, median s (its 4 CSV loads, 11 models, 23 tests): "
+           + ", ".join(f"{k} {v:.2f}" for k, v in s["seed_breakdown_s"].items())] if s["seed_breakdown_s"] else []),
         "",
         "peak memory, max over repeats   process tree (sum of RSS, /proc every 50 ms)   largest process (VmHWM)",
     ]
@@ -437,9 +478,12 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--keep", action="store_true", help="keep the data, DuckDB files and DAGSTER_HOME")
     parser.add_argument("--floor", help=argparse.SUPPRESS)  # internal: the floor subprocess
+    parser.add_argument("--seed-sql", help=argparse.SUPPRESS)  # internal: the seed's SQL subprocess
     args = parser.parse_args(argv)
     if args.floor:
         return floor(json.loads(args.floor))
+    if args.seed_sql:
+        return seed(json.loads(args.seed_sql))
     if args.customers is None or args.customers < 0 or args.repeat < 1:
         parser.error("--customers N (>= 0) is required and --repeat must be >= 1")
 
@@ -454,9 +498,12 @@ def main(argv=None) -> None:
     (home / "dagster.yaml").touch()
 
     runners = {"dagster": run_dagster, "floor": run_floor}
-    runs: dict[str, list[dict]] = {"dagster": [], "floor": []}
+    if args.format == "csv":  # the seed's SQL reads CSV files only
+        runners["seed"] = run_seed
+    runs: dict[str, list[dict]] = {kind: [] for kind in runners}
     for i in range(args.repeat):
-        for kind in ("dagster", "floor") if i % 2 == 0 else ("floor", "dagster"):
+        order = list(runners)
+        for kind in order if i % 2 == 0 else reversed(order):
             print(f"repeat {i + 1}/{args.repeat} {kind} ...", end=" ", flush=True)
             sql = sql_fingerprint()
             r = runners[kind](workdir, data_dir, i)
@@ -471,7 +518,8 @@ def main(argv=None) -> None:
     report = workdir / "report.json"
     report.write_text(json.dumps(summary, indent=2, default=str))
     if not args.keep:
-        for p in [data_dir, home, workdir / "output", *workdir.glob("dagster-*.log"), *workdir.glob("floor-*")]:
+        for p in [data_dir, home, workdir / "output", *workdir.glob("dagster-*.log"),
+                  *workdir.glob("floor-*"), *workdir.glob("seed-*")]:
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     print(f"\nreport: {report}" + ("" if args.keep else " (data, databases and DAGSTER_HOME deleted; --keep keeps them)"))
 

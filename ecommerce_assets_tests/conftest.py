@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import math
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +16,34 @@ from ecommerce_assets.definitions import build_definitions
 from ecommerce_assets.resources import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
+SEED_REFERENCE = sorted((FIXTURES / "seed_reference").glob("*.csv"))
+# Measured to the run's analysis date here, to the day of the run in the seed.
+MOVED_ON_PURPOSE = {"account_age_days", "order_trend_ratio"}
+
+
+def assert_equals_reference(query, table: str, reference: Path, skip: set[str] = MOVED_ON_PURPOSE) -> None:
+    """`table`'s rows equal the reference CSV, in primary-key order; numbers to a relative 1e-9."""
+    with reference.open() as f:
+        expected = list(csv.DictReader(f))
+    columns = list(expected[0])
+    got = query(f"select {', '.join(columns)} from {table} order by {columns[0]}")
+    assert len(got) == len(expected)
+    for want, have in zip(expected, got):
+        for column, value in zip(columns, have):
+            if column in skip:
+                continue
+            if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+                assert math.isclose(float(value), float(want[column]), rel_tol=1e-9), (reference.stem, column, want)
+            else:
+                assert _as_text(value) == want[column], (reference.stem, column, want)
+
+
+def _as_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 @dataclass

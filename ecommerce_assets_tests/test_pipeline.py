@@ -1,8 +1,6 @@
 """The whole graph on real DuckDB files: seed values, the fixes to the seed, runs and the lock."""
 
-import csv
 import datetime as dt
-import math
 import threading
 import time
 from decimal import Decimal
@@ -13,7 +11,7 @@ import pytest
 
 from ecommerce_assets.resources import DuckDBWarehouse
 
-from .conftest import FIXTURES, make_warehouse
+from .conftest import FIXTURES, SEED_REFERENCE, assert_equals_reference, make_warehouse
 
 PIPELINE = {
     "raw_customers", "raw_orders", "raw_order_items", "raw_products",
@@ -64,32 +62,11 @@ def test_analysis_date_defaults_to_the_latest_completed_order(built):
     assert wh.scalar("select account_age_days from ml.ml_customer_features where customer_id = 1") == 186
 
 
-def _as_text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
-
-
-@pytest.mark.parametrize("reference", sorted((FIXTURES / "seed_reference").glob("*.csv")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("reference", SEED_REFERENCE, ids=lambda p: p.stem)
 def test_every_value_equals_the_seed_reference(built, reference: Path):
     wh, _ = built
-    moved_on_purpose = {"account_age_days", "order_trend_ratio"}
-    with reference.open() as f:
-        expected = list(csv.DictReader(f))
-    columns = list(expected[0])
     schema = wh.scalar("select table_schema from information_schema.tables where table_name = ?", [reference.stem])
-    got = wh.query(f"select {', '.join(columns)} from {schema}.{reference.stem} order by {columns[0]}")
-    assert len(got) == len(expected)
-    for want, have in zip(expected, got):
-        for column, value in zip(columns, have):
-            if column in moved_on_purpose:
-                continue
-            if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-                assert math.isclose(float(value), float(want[column]), rel_tol=1e-9), (reference.stem, column, want)
-            else:
-                assert _as_text(value) == want[column], (reference.stem, column, want)
+    assert_equals_reference(wh.query, f"{schema}.{reference.stem}", reference)
 
 
 def test_models_show_schema_rows_sql_and_preview_in_the_ui(built):

@@ -1,0 +1,38 @@
+"""The benchmark's reference points on real data, and the benchmark command end to end."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+from ecommerce_assets import seed_baseline
+
+from .conftest import SEED_REFERENCE, assert_equals_reference
+
+DATA = Path(__file__).parent.parent / "data"
+
+
+def test_the_seed_baseline_reproduces_the_seed_reference_and_passes_its_tests(tmp_path):
+    con = duckdb.connect(str(tmp_path / "seed.duckdb"))
+    results = seed_baseline.run(con, str(DATA))
+    kinds = [r["kind"] for r in results]
+    assert (kinds.count("load"), kinds.count("model"), kinds.count("test")) == (4, 11, 23)
+    assert [r["name"] for r in results if r.get("failing")] == []
+    for reference in SEED_REFERENCE:
+        schema = con.execute("select table_schema from information_schema.tables where table_name = ?", [reference.stem]).fetchone()[0]
+        assert_equals_reference(lambda sql: con.execute(sql).fetchall(), f"{schema}.{reference.stem}", reference)
+
+
+def test_the_benchmark_command_reports_dagster_floor_and_seed(tmp_path):
+    cmd = [sys.executable, "-m", "ecommerce_assets.benchmark", "--customers", "300", "--repeat", "1", "--workdir", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["wall_s"]) == {"dagster", "floor", "seed"}
+    assert report["failed_checks"]["dagster"] == report["failed_checks"]["floor"] == []
+    assert all(a["dagster_s"] is not None for a in report["assets"])  # every asset materialized through Dagster
+    floor_statements = {(s["asset"], s["what"]) for s in report["runs"]["floor"][0]["statements"]}
+    assert {("winback_targets", "export"), ("ml_features_export", "export")} <= floor_statements
+    assert "ratio dagster/floor" in done.stdout and not (tmp_path / "data").exists()  # cleaned up without --keep
