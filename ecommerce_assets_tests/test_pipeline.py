@@ -5,10 +5,12 @@ import threading
 import time
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import pytest
 
+from ecommerce_assets.factory import _overlapped
 from ecommerce_assets.resources import DuckDBWarehouse
 
 from .conftest import FIXTURES, SEED_REFERENCE, assert_equals_reference, make_warehouse
@@ -261,3 +263,42 @@ def test_a_second_writer_waits_for_the_first_instead_of_failing(tmp_path):
     second.start()
     first.join(), second.join()
     assert order == ["a in", "a out", "b in", "b out"]
+
+
+# --- the step's worker thread -----------------------------------------------------------------
+
+
+def _work(built: list, fail_after: int | None = None):
+    def work(log, stop):
+        for i in range(100):
+            if stop.is_set():
+                return
+            if i == fail_after:
+                raise ValueError(f"statement {i} failed")
+            built.append(i)
+            log.info(f"built {i}")
+            yield i
+            time.sleep(0.01)
+
+    return work
+
+
+def test_the_worker_threads_events_and_logs_arrive_in_order_and_its_errors_are_raised_here():
+    built, logged = [], []
+    log = SimpleNamespace(info=logged.append, warning=logged.append, error=logged.append)
+    events = _overlapped(_work(built, fail_after=3), log, interrupt=lambda: None)
+    assert [next(events) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(ValueError, match="statement 3 failed"):
+        next(events)
+    assert logged == ["built 0", "built 1", "built 2"]
+
+
+def test_a_terminated_step_interrupts_its_worker_and_builds_nothing_more():
+    built, interrupted = [], threading.Event()
+    log = SimpleNamespace(info=lambda m: None, warning=lambda m: None, error=lambda m: None)
+    events = _overlapped(_work(built), log, interrupt=interrupted.set)
+    assert next(events) == 0
+    events.close()  # what Dagster does to the step's generator when the run is terminated
+    assert interrupted.is_set()
+    assert len(built) < 100
+    assert not [t for t in threading.enumerate() if t.name == "warehouse-sql"]
