@@ -24,16 +24,20 @@ from pathlib import Path
 import duckdb
 
 SQL_FILE = Path(__file__).with_name("seed_baseline.sql")
+# The seed relies on PostgreSQL's initcap; the project's macro has its semantics (read as a file,
+# not through ecommerce_assets.models, to keep this module's imports lean).
+INITCAP_MACRO = Path(__file__).resolve().parent.parent / "sql" / "macros" / "initcap.sql"
 SCHEMAS = ("raw", "staging", "intermediate", "marts", "ml")
 HEADER = re.compile(r"^-- name: (\S+) kind: (setup|load|model|test)[ \t]*$", re.MULTILINE)
 
 
 def statements(data_dir: str) -> list[tuple[str, str, str]]:
-    """(name, kind, sql) of every statement in seed_baseline.sql, in order, with {data_dir} filled in."""
+    """(name, kind, sql) of every statement, in order: the initcap macro, then seed_baseline.sql with {data_dir} filled in."""
     text = SQL_FILE.read_text().replace("{data_dir}", str(data_dir).rstrip("/").replace("'", "''"))
     parts = HEADER.split(text)[1:]  # drop the file's leading comment; then name, kind, body triples
-    return [(name, kind, body.strip().rstrip(";").strip())
-            for name, kind, body in zip(parts[0::3], parts[1::3], parts[2::3])]
+    return [("initcap", "setup", INITCAP_MACRO.read_text().strip().rstrip(";"))] + [
+        (name, kind, body.strip().rstrip(";").strip()) for name, kind, body in zip(parts[0::3], parts[1::3], parts[2::3])
+    ]
 
 
 def run(con: duckdb.DuckDBPyConnection, data_dir: str) -> list[dict]:

@@ -3,26 +3,12 @@
 -- refs are replaced by <schema>.<name>; materializations follow dbt_project.yml and the config
 -- blocks (staging: view, everything else: table); schema tests are written as dbt compiles them.
 -- The only changes to the seed's SQL, so that it runs on DuckDB 2.0 with the same meaning:
---   * initcap: DuckDB has none; the macro below has PostgreSQL's semantics;
+--   * initcap: DuckDB has none; seed_baseline.py first runs the project's own macro
+--     (sql/macros/initcap.sql), which has PostgreSQL's semantics;
 --   * ml_customer_features: lag() moved out of avg() into a CTE (window inside aggregate),
 --     dateadd('day', -n, current_date) written as current_date - n, nullif(..., 0) around the
 --     denominator of order_trend_ratio, ::float written as ::double.
 -- {data_dir} is filled in by seed_baseline.py. A statement follows each "-- name:" line.
-
--- name: initcap kind: setup
--- PostgreSQL's initcap: a letter is upper-cased after any character that is not a letter or
--- digit, every other letter lower-cased. One-run strings (most names) skip the regex split, so
--- this costs about what a built-in would; the project uses the same macro.
-create or replace macro initcap(s) as case
-    when not regexp_matches(s, '[^\p{L}\p{N}]') then upper(s[1]) || lower(s[2:])
-    else array_to_string(
-        list_transform(
-            regexp_extract_all(s, '[\p{L}\p{N}]+|[^\p{L}\p{N}]+'),
-            lambda part: upper(part[1]) || lower(part[2:])
-        ),
-        ''
-    )
-end;
 
 -- name: raw_customers kind: load
 create or replace table raw.raw_customers as select * from read_csv('{data_dir}/raw_customers.csv');
