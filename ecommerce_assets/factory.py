@@ -139,9 +139,9 @@ def _overlapped(work: Callable[[object, threading.Event], Iterator], log, interr
 
     Recording an event in Dagster's event log costs ~10 ms of this thread and a run has a few
     hundred. DuckDB releases the GIL while a statement runs, so the worker builds the next model
-    while this thread records the previous one's materialization and checks: the step takes about
-    as long as its SQL instead of SQL + event writes. Log lines travel through the same queue, so
-    the UI shows everything in the order it happened and only this thread talks to Dagster.
+    while this thread records the previous one's materialization and checks. Log lines travel
+    through the same queue, so the UI shows everything in the order it happened and only this
+    thread talks to Dagster.
     """
     items: queue.SimpleQueue = queue.SimpleQueue()
     stop = threading.Event()
