@@ -278,7 +278,7 @@ def floor(spec: dict) -> None:
     imports_s = time.perf_counter() - t0
     models = timed("", "setup", "parse models", lambda: resolve_deps(load_models(), {r.name: "raw" for r in RAW_TABLES}))
     con = timed("", "setup", "connect", lambda: duckdb.connect(spec["db"], config=spec["config"]))
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # as factory.RunContext
     con.execute("set variable run_started_at = ?::timestamp", [now])
 
     def prepare():  # factory._prepare
