@@ -17,7 +17,9 @@ for it (the code server reloads them often), only a run that draws a chart does.
 from __future__ import annotations
 
 import base64
+import functools
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -50,7 +52,21 @@ TIER_CHART_SIZE = (9.0, 5.0)
 TIER_ORDER = ("Star", "Performer", "Average", "Underperformer")
 MAX_CATEGORIES = 9  # more categories than this are stacked together as "Other"
 
+_MATPLOTLIB = threading.Lock()
 
+
+def _chart(draw: AfterBuild) -> AfterBuild:
+    """One chart at a time: matplotlib is not thread-safe, and the factory may build two analyses at once."""
+
+    @functools.wraps(draw)
+    def one_at_a_time(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
+        with _MATPLOTLIB:
+            return draw(con, model, run)
+
+    return one_at_a_time
+
+
+@_chart
 def rfm_heatmap(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
     """Recency x frequency grid of rfm_score_grid: customer count and average value per cell."""
     import numpy as np
@@ -88,6 +104,7 @@ def rfm_heatmap(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -
     return _save_chart(fig, run, "rfm_heatmap")
 
 
+@_chart
 def segment_chart(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
     """Historical revenue next to predicted 12-month CLV per segment, from segment_distribution."""
     rows = con.execute(
@@ -112,6 +129,7 @@ def segment_chart(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext)
     return _save_chart(fig, run, "segment_value")
 
 
+@_chart
 def product_tier_chart(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
     """Revenue by performance tier, stacked by category, over all products of fct_product_performance."""
     rows = con.execute(

@@ -14,6 +14,8 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -23,7 +25,7 @@ from pydantic import Field
 from ecommerce_assets.checks import CheckDecl, CheckOutcome, evaluate, screen
 from ecommerce_assets.markdown import markdown_table
 from ecommerce_assets.models import DEFAULT_ANALYSIS_DATE_SQL, Model, ModelError, load_macros
-from ecommerce_assets.raw import RAW_TABLES, RawLoadError, RawTable, load
+from ecommerce_assets.raw import RAW_TABLES, RawLoadError, RawTable, create_load_log, load
 from ecommerce_assets.resources import DuckDBWarehouse, Settings
 
 # Rows shown in the UI: a sample of a model, the whole answer of an analysis (up to 50).
@@ -57,30 +59,53 @@ class PipelineConfig(dg.Config):
 
 
 class RunContext:
-    """What one run shares across models: the connection's run variables and the output dir."""
+    """What one run shares across models: the run's variables, its cursors and the output dir.
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings, config: PipelineConfig, log):
+    Each worker thread gets its own cursor of the run's connection (DuckDB runs statements of
+    different cursors at the same time); DuckDB variables belong to a cursor, so each gets them.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings, config: PipelineConfig, log, cursors: list):
         self.con = con
         self.settings = settings
         self.config = config
         self.log = log
+        self.cursors = cursors  # every open cursor, for interrupting a terminated run
         self.started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         self.analysis_date: dt.date | None = None
-        con.execute("set variable run_started_at = ?::timestamp", [self.started_at])
+        self._lock = threading.Lock()
+        self._local = threading.local()
 
-    def ensure_analysis_date(self) -> dt.date:
-        if self.analysis_date is None:
-            if self.config.analysis_date:
-                try:
-                    self.analysis_date = dt.date.fromisoformat(self.config.analysis_date)
-                except ValueError:
-                    raise dg.Failure(
-                        f"run config analysis_date={self.config.analysis_date!r} is not a YYYY-MM-DD date"
-                    ) from None
-            else:
-                self.analysis_date = self.con.execute(DEFAULT_ANALYSIS_DATE_SQL).fetchone()[0]
-            self.con.execute("set variable analysis_date = ?::date", [self.analysis_date])
-            self.log.info(f"analysis date: {self.analysis_date}")
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor, with the run's variables set."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._local.cursor = self.con.cursor()
+            self.cursors.append(cur)
+        cur.execute("set variable run_started_at = ?::timestamp", [self.started_at])
+        if self.analysis_date is not None:
+            cur.execute("set variable analysis_date = ?::date", [self.analysis_date])
+        return cur
+
+    def close_cursors(self) -> None:
+        for cur in self.cursors:
+            if cur is not self.con:
+                cur.close()
+
+    def ensure_analysis_date(self, cur: duckdb.DuckDBPyConnection) -> dt.date:
+        with self._lock:
+            if self.analysis_date is None:
+                if self.config.analysis_date:
+                    try:
+                        self.analysis_date = dt.date.fromisoformat(self.config.analysis_date)
+                    except ValueError:
+                        raise dg.Failure(
+                            f"run config analysis_date={self.config.analysis_date!r} is not a YYYY-MM-DD date"
+                        ) from None
+                else:
+                    self.analysis_date = cur.execute(DEFAULT_ANALYSIS_DATE_SQL).fetchone()[0]
+                self.log.info(f"analysis date: {self.analysis_date}")
+        cur.execute("set variable analysis_date = ?::date", [self.analysis_date])
         return self.analysis_date
 
 
@@ -123,13 +148,17 @@ def build_warehouse(
         for warm_up in {getattr(after_build.get(name), "warm_up", None) for name in selected} - {None}:
             threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
         with duckdb.get_connection() as con:
+            cursors = [con]
 
             def work(log, stop: threading.Event) -> Iterator:
-                run = RunContext(con, settings, config, log)
+                run = RunContext(con, settings, config, log, cursors)
                 _prepare(con, models)
-                yield from _execute(log, stop, run, raw_tables, models, selected, selected_checks, data_dir, after_build)
+                try:
+                    yield from _execute(log, stop, run, raw_tables, models, selected, selected_checks, data_dir, after_build)
+                finally:
+                    run.close_cursors()
 
-            yield from _overlapped(work, context.log, con.interrupt)
+            yield from _overlapped(work, context.log, lambda: [c.interrupt() for c in list(cursors)])
 
     return warehouse
 
@@ -193,59 +222,122 @@ class _ForwardedLog:
         self._put(("log", "error", message))
 
 
+@dataclass(eq=False)
+class _Task:
+    """A node's build, or its selected checks; `after`: the tasks that must finish first."""
+
+    kind: str  # "build" or "check"
+    node: RawTable | Model
+    checks: list[CheckDecl] = field(default_factory=list)
+    after: set = field(default_factory=set)
+
+
+def _plan(nodes: Sequence[RawTable | Model], selected_checks: set) -> list[_Task]:
+    """A build waits for its parents' builds and for their blocking checks; checks wait for the
+    build of their model and of every table they compare with."""
+    builds = {n.name: _Task("build", n) for n in nodes}
+    checks = {}
+    for n in nodes:
+        decls = [c for c in getattr(n, "checks", ()) if (n.name, c.name) in selected_checks]
+        if decls:
+            checks[n.name] = _Task("check", n, decls)
+    for n in nodes:
+        deps = [d for d in getattr(n, "deps", ()) if d in builds]
+        builds[n.name].after = {builds[d] for d in deps}
+        builds[n.name].after |= {checks[d] for d in deps if d in checks and any(c.blocking for c in checks[d].checks)}
+        if n.name in checks:
+            compared = {t for c in checks[n.name].checks for t in n.check_deps[c.name] if t in builds}
+            checks[n.name].after = {builds[n.name], *(builds[t] for t in compared)}
+    # Dependency order, each node's checks right after its build: with one worker this is the
+    # order a back-to-back run takes, and with more the earliest ready task goes first.
+    return [t for n in nodes for t in (builds[n.name], checks.get(n.name)) if t]
+
+
 def _execute(log, stop, run, raw_tables, models, selected, selected_checks, data_dir, after_build) -> Iterator:
+    """Runs the plan on `settings.concurrency` worker threads; yields events as tasks finish.
+
+    DuckDB's threads rarely keep every core busy through a statement (writes, small aggregates,
+    the checks' scans), so two statements at a time finish sooner than back to back. All the
+    bookkeeping happens on this thread; the workers only run SQL (and the charts and exports).
+    """
     held_back: set[str] = set()  # not built, or failed a blocking check: downstream must wait
     not_built: set[str] = set()  # selected but skipped or failed: its checks would read a stale table
     failures: list[str] = []
     built: list[str] = []  # one log line at the end: every event costs a write to the event log
     existing = {r[0] for r in run.con.execute("select table_name from information_schema.tables").fetchall()}
-    nodes: list[RawTable | Model] = [*raw_tables, *models]
-    for node in nodes:
-        if stop.is_set():
-            return
-        deps = getattr(node, "deps", ())
-        if node.name in selected:
-            waiting_on = [d for d in deps if d in held_back]
-            if waiting_on:
-                log.warning(f"{node.name}: skipped, upstream {waiting_on} failed or failed a blocking check")
-                held_back.add(node.name)
-                not_built.add(node.name)
-                continue
-            started = time.perf_counter()
-            try:
-                if isinstance(node, RawTable):
-                    loaded = load(run.con, node, data_dir, run.config.full_refresh)
-                    metadata = {"load": loaded.mode, "files_read": [str(p) for p in loaded.files]}
+
+    def start(task: _Task) -> Callable[[], object] | None:
+        """The work to submit, or None when there is nothing to run."""
+        node = task.node
+        if task.kind == "check":
+            if node.name in not_built:
+                return None
+            runnable = []
+            for check in task.checks:
+                unavailable = [t for t in node.check_deps[check.name] if t in not_built or t not in existing]
+                if unavailable:
+                    # A subset run on a fresh database: the table the check compares with is not there yet.
+                    log.warning(f"{node.name}: check {check.name} not run, it reads {unavailable}, not built")
                 else:
-                    metadata = _build_model(run, node, after_build.get(node.name), exists=node.name in existing)
-            except (duckdb.Error, RawLoadError, ModelError) as e:
-                log.error(f"{node.name}: {e}")
-                failures.append(f"{node.name}: {e}")
-                held_back.add(node.name)
-                not_built.add(node.name)
+                    runnable.append(check)
+            return (lambda: _run_checks(run, node, runnable)) if runnable else None
+        if node.name not in selected:
+            return None
+        waiting_on = [d for d in getattr(node, "deps", ()) if d in held_back]
+        if waiting_on:
+            log.warning(f"{node.name}: skipped, upstream {waiting_on} failed or failed a blocking check")
+            held_back.add(node.name)
+            not_built.add(node.name)
+            return None
+        return lambda: _build(run, node, after_build.get(node.name), data_dir, exists=node.name in existing)
+
+    def finish(task: _Task, future: Future) -> Iterator:
+        node = task.node
+        if task.kind == "check":
+            for check, result in future.result():
+                if not result.passed and check.blocking:
+                    log.error(f"{node.name}: blocking check {check.name} failed; downstream models are skipped")
+                    held_back.add(node.name)
+                yield result
+            return
+        try:
+            metadata = future.result()
+        except (duckdb.Error, RawLoadError, ModelError) as e:
+            log.error(f"{node.name}: {e}")
+            failures.append(f"{node.name}: {e}")
+            held_back.add(node.name)
+            not_built.add(node.name)
+            return
+        built.append(f"{node.table}: {metadata['dagster/row_count']:,} rows in {metadata['duration_s']} s")
+        existing.add(node.name)
+        yield dg.MaterializeResult(asset_key=node.name, metadata=metadata)
+
+    pending = _plan([*raw_tables, *models], selected_checks)
+    done: set[_Task] = set()
+    running: dict[Future, _Task] = {}
+    with ThreadPoolExecutor(run.settings.concurrency, thread_name_prefix="warehouse-sql") as pool:
+        while pending or running:
+            ready = [] if stop.is_set() else [t for t in pending if t.after <= done]
+            while ready and len(running) < run.settings.concurrency:
+                task = ready.pop(0)
+                pending.remove(task)
+                work = start(task)
+                if work is None:
+                    done.add(task)
+                    ready = [t for t in pending if t.after <= done]
+                else:
+                    running[pool.submit(work)] = task
+            if not running:
+                if stop.is_set():
+                    return
+                if pending and not ready:
+                    raise RuntimeError(f"no task can start: {[t.node.name for t in pending]}")
                 continue
-            metadata |= table_metadata(run.con, node)
-            metadata["duration_s"] = round(time.perf_counter() - started, 3)
-            built.append(f"{node.table}: {metadata['dagster/row_count']:,} rows in {metadata['duration_s']} s")
-            existing.add(node.name)
-            yield dg.MaterializeResult(asset_key=node.name, metadata=metadata)
-        checks = []
-        for check in getattr(node, "checks", ()):
-            if (node.name, check.name) not in selected_checks or node.name in not_built:
-                continue
-            unavailable = [t for t in node.check_deps[check.name] if t in not_built or t not in existing]
-            if unavailable:
-                # A subset run on a fresh database: the table the check compares with is not there yet.
-                log.warning(f"{node.name}: check {check.name} not run, it reads {unavailable}, not built")
-                continue
-            checks.append(check)
-        screened = _screen(run.con, node, checks)
-        for check in checks:
-            result = _check_result(run.con, node, check, node.check_sql[check.name], screened.get(check.name))
-            if not result.passed and check.blocking:
-                log.error(f"{node.name}: blocking check {check.name} failed; downstream models are skipped")
-                held_back.add(node.name)
-            yield result
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = running.pop(future)
+                yield from finish(task, future)
+                done.add(task)
     if built:
         log.info("built:\n" + "\n".join(built))
     if failures:
@@ -254,23 +346,46 @@ def _execute(log, stop, run, raw_tables, models, selected, selected_checks, data
         )
 
 
+def _build(run: RunContext, node: RawTable | Model, after: AfterBuild | None, data_dir: Path, exists: bool) -> dict:
+    """On a worker thread: the node's table, then its metadata."""
+    started = time.perf_counter()
+    cur = run.cursor()
+    if isinstance(node, RawTable):
+        loaded = load(cur, node, data_dir, run.config.full_refresh)
+        metadata = {"load": loaded.mode, "files_read": [str(p) for p in loaded.files]}
+    else:
+        metadata = _build_model(run, cur, node, after, exists)
+    metadata |= table_metadata(cur, node)
+    metadata["duration_s"] = round(time.perf_counter() - started, 3)
+    return metadata
+
+
+def _run_checks(run: RunContext, model: Model, checks: list[CheckDecl]) -> list[tuple[CheckDecl, dg.AssetCheckResult]]:
+    """On a worker thread: one screening scan, then the failing-rows query of each check it does not clear."""
+    cur = run.cursor()
+    screened = _screen(cur, model, checks)
+    return [(c, _check_result(cur, model, c, model.check_sql[c.name], screened.get(c.name))) for c in checks]
+
+
 def _prepare(con: duckdb.DuckDBPyConnection, models: Sequence[Model]) -> None:
     for schema in sorted({"raw", *(m.layer for m in models)}):
         con.execute(f"create schema if not exists {schema}")
+    # Before the workers start: two raw loads creating it at once would conflict.
+    create_load_log(con)
     for macro in load_macros():
         con.execute(macro)
 
 
-def _build_model(run: RunContext, model: Model, after: AfterBuild | None, exists: bool) -> dict:
+def _build_model(run: RunContext, cur, model: Model, after: AfterBuild | None, exists: bool) -> dict:
     metadata: dict[str, object] = {"sql": dg.MetadataValue.md(_sql_block(model.create_statement()))}
     if model.uses_analysis_date:
-        metadata["analysis_date"] = str(run.ensure_analysis_date())
+        metadata["analysis_date"] = str(run.ensure_analysis_date(cur))
     if model.materialized == "incremental" and not run.config.full_refresh and exists:
-        metadata |= _merge(run.con, model)
+        metadata |= _merge(cur, model)
     else:
-        run.con.execute(model.create_statement())
+        cur.execute(model.create_statement())
     if after:
-        metadata |= after(run.con, model, run)
+        metadata |= after(cur, model, run)
     return metadata
 
 

@@ -115,7 +115,7 @@ def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path, full_ref
     """
     files = source_files(data_dir, raw)
     stamps = {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
-    con.execute(f"create table if not exists {LOAD_LOG} (table_name varchar, file varchar, size bigint, mtime_ns bigint, loaded_at timestamp)")
+    create_load_log(con)
     loaded = {} if full_refresh or not _exists(con, raw) else {
         f: (size, mtime) for f, size, mtime in con.execute(
             f"select file, size, mtime_ns from {LOAD_LOG} where table_name = ?", [raw.name]
@@ -149,6 +149,11 @@ def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path, full_ref
 
 
 LOAD_LOG = f"{SCHEMA}._loaded_files"
+
+
+def create_load_log(con: duckdb.DuckDBPyConnection) -> None:
+    """The table of files already loaded (path, size, mtime), which makes the next load incremental."""
+    con.execute(f"create table if not exists {LOAD_LOG} (table_name varchar, file varchar, size bigint, mtime_ns bigint, loaded_at timestamp)")
 
 
 def _exists(con: duckdb.DuckDBPyConnection, raw: RawTable) -> bool:

@@ -19,8 +19,8 @@ from pydantic import Field
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 TARGETS = {
-    "dev": {"duckdb_path": "warehouse/dev.duckdb", "memory_limit": "2GB", "threads": 2},
-    "prod": {"duckdb_path": "warehouse/prod.duckdb", "memory_limit": "75%", "threads": 0},
+    "dev": {"duckdb_path": "warehouse/dev.duckdb", "memory_limit": "2GB", "threads": 2, "concurrency": 2},
+    "prod": {"duckdb_path": "warehouse/prod.duckdb", "memory_limit": "75%", "threads": 0, "concurrency": 4},
 }
 
 
@@ -32,6 +32,7 @@ class Settings:
     output_dir: str
     memory_limit: str
     threads: int
+    concurrency: int
     temp_directory: str
     schedule_cron: str
     schedule_timezone: str
@@ -51,10 +52,18 @@ class Settings:
             output_dir=_absolute(env.get("ECOMMERCE_OUTPUT_DIR", "output")),
             memory_limit=env.get("ECOMMERCE_DUCKDB_MEMORY_LIMIT", defaults["memory_limit"]),
             threads=int(env.get("ECOMMERCE_DUCKDB_THREADS", defaults["threads"])),
+            concurrency=_positive(env, "ECOMMERCE_CONCURRENCY", defaults["concurrency"]),
             temp_directory=env.get("ECOMMERCE_DUCKDB_TEMP_DIR", duckdb_path + ".tmp"),
             schedule_cron=env.get("ECOMMERCE_SCHEDULE_CRON", "0 6 * * *"),
             schedule_timezone=env.get("ECOMMERCE_SCHEDULE_TIMEZONE", "UTC"),
         )
+
+
+def _positive(env: dict[str, str], name: str, default: int) -> int:
+    value = env.get(name, str(default))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name}={value!r}: use a whole number of at least 1")
+    return int(value)
 
 
 def _absolute(path: str) -> str:
