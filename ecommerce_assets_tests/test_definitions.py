@@ -121,6 +121,10 @@ def test_targets_pick_documented_defaults():
     assert Settings.from_env({"ECOMMERCE_TARGET": "prod", "ECOMMERCE_DUCKDB_PATH": "/x/y.duckdb"}).duckdb_path == "/x/y.duckdb"
     with pytest.raises(ValueError, match="ECOMMERCE_TARGET"):
         Settings.from_env({"ECOMMERCE_TARGET": "staging"})
+    assert (dev.concurrency, Settings.from_env({"ECOMMERCE_CONCURRENCY": "1"}).concurrency) == (2, 1)
+    for bad in ("0", "two"):
+        with pytest.raises(ValueError, match="ECOMMERCE_CONCURRENCY"):
+            Settings.from_env({"ECOMMERCE_CONCURRENCY": bad})
 
 
 def write_model(sql_dir, layer, name, sql):

@@ -10,7 +10,9 @@ from types import SimpleNamespace
 import dagster as dg
 import pytest
 
-from ecommerce_assets.factory import _overlapped
+from ecommerce_assets.factory import _overlapped, _plan
+from ecommerce_assets.models import load_models, resolve_deps
+from ecommerce_assets.raw import RAW_TABLES
 from ecommerce_assets.resources import DuckDBWarehouse
 
 from .conftest import FIXTURES, SEED_REFERENCE, assert_equals_reference, make_warehouse
@@ -302,3 +304,44 @@ def test_a_terminated_step_interrupts_its_worker_and_builds_nothing_more():
     assert interrupted.is_set()
     assert len(built) < 100
     assert not [t for t in threading.enumerate() if t.name == "warehouse-sql"]
+
+
+def _models():
+    return resolve_deps(load_models(), {r.name: "raw" for r in RAW_TABLES})
+
+
+def test_builds_wait_for_their_parents_blocking_checks_and_checks_for_the_tables_they_compare_with():
+    models = _models()
+    every_check = {(m.name, c.name) for m in models for c in m.checks}
+    tasks = {(t.kind, t.node.name): t for t in _plan([*RAW_TABLES, *models], every_check)}
+
+    def after(kind, name):
+        return {(t.kind, t.node.name) for t in tasks[kind, name].after}
+
+    assert after("build", "int_customer_orders") == {
+        ("build", "stg_orders"), ("check", "stg_orders"), ("build", "stg_order_items"), ("check", "stg_order_items"),
+    }
+    # relationships_customer_id compares with stg_customers
+    assert after("check", "stg_orders") == {("build", "stg_orders"), ("build", "stg_customers")}
+    # without its checks selected, a model's children wait for its build only
+    tasks = {(t.kind, t.node.name): t for t in _plan([*RAW_TABLES, *models], set())}
+    assert after("build", "int_customer_orders") == {("build", "stg_orders"), ("build", "stg_order_items")}
+
+
+def test_one_statement_at_a_time_builds_in_dependency_order_and_the_same_tables(tmp_path, built):
+    wh = make_warehouse(tmp_path, ECOMMERCE_CONCURRENCY="1")
+    result = wh.run()
+    assert result.success
+    assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == [
+        r.name for r in RAW_TABLES
+    ] + [m.name for m in _models()]
+    concurrent, _ = built
+    tables = wh.query("select table_schema, table_name from information_schema.tables where table_schema <> 'raw'")
+    assert len(tables) == len(_models())
+    for schema, table in tables:
+        columns = [c for (c,) in wh.query(  # timestamps are the time of each run
+            "select column_name from information_schema.columns"
+            " where table_schema = ? and table_name = ? and data_type not like 'TIMESTAMP%'", [schema, table]
+        )]
+        sql = f"select {', '.join(columns)} from {schema}.{table} order by all"
+        assert wh.query(sql) == concurrent.query(sql), table
