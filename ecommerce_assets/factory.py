@@ -361,7 +361,7 @@ def _build(run: RunContext, node: RawTable | Model, after: AfterBuild | None, da
 
 
 def _run_checks(run: RunContext, model: Model, checks: list[CheckDecl]) -> list[tuple[CheckDecl, dg.AssetCheckResult]]:
-    """On a worker thread: one screening scan, then the failing-rows query of each check it does not clear."""
+    """On a worker thread: one statement counts every check's failures, then the failing rows of those that fail."""
     cur = run.cursor()
     screened = _screen(cur, model, checks)
     return [(c, _check_result(cur, model, c, model.check_sql[c.name], screened.get(c.name))) for c in checks]
@@ -430,7 +430,7 @@ def table_metadata(con: duckdb.DuckDBPyConnection, node: RawTable | Model) -> di
 
 def _screen(con, model: Model, checks: list[CheckDecl]) -> dict[str, int]:
     try:
-        return screen(con, model.table, checks)
+        return screen(con, model.table, checks, model.check_count_sql)
     except duckdb.Error:
         return {}  # each check then runs its own query and reports its own error
 

@@ -75,6 +75,7 @@ class Model:
     deps: tuple[str, ...] = ()
     # Filled by resolve_deps: check name -> failing-rows query, and the other tables it reads.
     check_sql: dict[str, str] = field(default_factory=dict, compare=False)
+    check_count_sql: dict[str, str] = field(default_factory=dict, compare=False)
     check_deps: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     @property
@@ -238,6 +239,7 @@ def resolve_deps(models: list[Model], source_tables: dict[str, str]) -> list[Mod
         if model.name in deps:
             raise ModelError(f"{model.path}: the model reads its own table {model.table}")
         check_sql = {c.name: c.failing_rows_sql(table_of(model, c)) for c in model.checks}
+        check_count_sql = {c.name: c.failing_count_sql(table_of(model, c)) for c in model.checks}
         check_deps = {
             name: tuple(
                 t for t in asset_names(sql_table_refs(sql, f"{model.path} check {name}"), model, f"check {name}")
@@ -245,7 +247,9 @@ def resolve_deps(models: list[Model], source_tables: dict[str, str]) -> list[Mod
             )
             for name, sql in check_sql.items()
         }
-        resolved.append(replace(model, deps=deps, check_sql=check_sql, check_deps=check_deps))
+        resolved.append(
+            replace(model, deps=deps, check_sql=check_sql, check_count_sql=check_count_sql, check_deps=check_deps)
+        )
     return _inherit_column_descriptions(_topological(resolved))
 
 
