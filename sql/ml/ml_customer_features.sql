@@ -51,27 +51,15 @@ customer_orders as (
     select * from intermediate.int_customer_orders
 ),
 
--- The gap to the previous order needs a window, which cannot sit inside avg(): compute it first.
-order_gaps as (
-    select
-        customer_id,
-        order_date,
-        order_total,
-        datediff(
-            'day',
-            lag(order_date) over (partition by customer_id order by order_date, order_id),
-            order_date
-        ) as days_since_previous_order
-    from customer_orders
-),
-
+-- The gaps between consecutive orders add up to last - first, so their average needs no window:
+-- (last - first) / (orders - 1), exactly what averaging each gap gives.
 customer_behavior as (
     select
         customer_id,
         stddev(order_total) as order_value_volatility,
         max(order_total) as max_order_value,
         min(order_total) as min_order_value,
-        avg(days_since_previous_order) as avg_days_between_orders,
+        datediff('day', min(order_date), max(order_date)) / nullif(count(*) - 1, 0) as avg_days_between_orders,
         case
             when count(*) >= 3 then
                 count(*) filter (where order_date >= getvariable('analysis_date') - 90)::double
@@ -80,7 +68,7 @@ customer_behavior as (
                       and order_date < getvariable('analysis_date') - 90
                 ), 0)::double
         end as order_trend_ratio
-    from order_gaps
+    from customer_orders
     group by customer_id
 )
 
