@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="run only the checks against the tables already in the DuckDB file")
     for command in (build, check):
         command.add_argument("--select", help="Dagster asset selection, e.g. 'tag:ml' or 'fct_customer_metrics*'")
+        command.add_argument("--threads", type=int, help="statements run at a time (dbt's --threads); default: ECOMMERCE_CONCURRENCY")
     args = parser.parse_args(argv)
 
     from ecommerce_assets.definitions import defs  # after parsing, so --help is instant
@@ -36,17 +37,23 @@ def main(argv: list[str] | None = None) -> int:
         if keys:
             subset = dg.define_asset_job("checks_of_selection", selection=dg.AssetSelection.checks_for_assets(*keys))
             job = dg.Definitions.merge(defs, dg.Definitions(jobs=[subset])).resolve_job_def(subset.name)
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=_run_config(concurrency=args.threads))
     else:
-        options = {"analysis_date": args.analysis_date, "data_dir": args.data_dir, "full_refresh": args.full_refresh}
-        config = {k: v for k, v in options.items() if v}
         result = defs.resolve_job_def("warehouse_job").execute_in_process(
             instance=instance,
             raise_on_error=False,
-            run_config={"ops": {"warehouse": {"config": config}}} if config else None,
+            run_config=_run_config(
+                analysis_date=args.analysis_date, data_dir=args.data_dir, full_refresh=args.full_refresh,
+                concurrency=args.threads,
+            ),
             asset_selection=keys,  # with the checks of those assets
         )
     return report(result)
+
+
+def _run_config(**options) -> dict | None:
+    config = {k: v for k, v in options.items() if v is not None and v is not False}
+    return {"ops": {"warehouse": {"config": config}}} if config else None
 
 
 def report(result: dg.ExecuteInProcessResult) -> int:

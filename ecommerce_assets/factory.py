@@ -56,6 +56,11 @@ class PipelineConfig(dg.Config):
         description="Directory with raw_customers, raw_orders, raw_order_items, raw_products "
         "(.csv or .parquet). Default: ECOMMERCE_DATA_DIR, else data/.",
     )
+    concurrency: int | None = Field(
+        default=None,
+        description="Statements run at a time (dbt's --threads); 1 runs them back to back. "
+        "Default: ECOMMERCE_CONCURRENCY, else 2 (dev) or 4 (prod).",
+    )
 
 
 class RunContext:
@@ -73,6 +78,9 @@ class RunContext:
         self.cursors = cursors  # every open cursor, for interrupting a terminated run
         self.started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         self.analysis_date: dt.date | None = None
+        self.concurrency = settings.concurrency if config.concurrency is None else config.concurrency
+        if self.concurrency < 1:
+            raise dg.Failure(f"run config concurrency={config.concurrency}: use 1 or more")
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -254,7 +262,7 @@ def _plan(nodes: Sequence[RawTable | Model], selected_checks: set) -> list[_Task
 
 
 def _execute(log, stop, run, raw_tables, models, selected, selected_checks, data_dir, after_build) -> Iterator:
-    """Runs the plan on `settings.concurrency` worker threads; yields events as tasks finish.
+    """Runs the plan on `run.concurrency` worker threads; yields events as tasks finish.
 
     DuckDB's threads rarely keep every core busy through a statement (writes, small aggregates,
     the checks' scans), so two statements at a time finish sooner than back to back. All the
@@ -315,10 +323,10 @@ def _execute(log, stop, run, raw_tables, models, selected, selected_checks, data
     pending = _plan([*raw_tables, *models], selected_checks)
     done: set[_Task] = set()
     running: dict[Future, _Task] = {}
-    with ThreadPoolExecutor(run.settings.concurrency, thread_name_prefix="warehouse-sql") as pool:
+    with ThreadPoolExecutor(run.concurrency, thread_name_prefix="warehouse-sql") as pool:
         while pending or running:
             ready = [] if stop.is_set() else [t for t in pending if t.after <= done]
-            while ready and len(running) < run.settings.concurrency:
+            while ready and len(running) < run.concurrency:
                 task = ready.pop(0)
                 pending.remove(task)
                 work = start(task)

@@ -154,9 +154,9 @@ def test_cli_gate_exits_non_zero_on_error_checks_and_zero_on_clean_data(built, t
     clean = run_cli("check", db=db, tmp_path=tmp_path)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "0 failed (ERROR)" in clean.stdout
-    one_model = run_cli("check", "--select", "stg_orders", db=db, tmp_path=tmp_path)
+    one_model = run_cli("check", "--select", "stg_orders", "--threads", "1", db=db, tmp_path=tmp_path)
     assert "0 assets materialized; 5 checks: 5 passed" in one_model.stdout, one_model.stdout + one_model.stderr
-    dirty = run_cli("build", "--data-dir", str(DIRTY), db=db, tmp_path=tmp_path)
+    dirty = run_cli("build", "--data-dir", str(DIRTY), "--threads", "1", db=db, tmp_path=tmp_path)
     assert dirty.returncode == 1, dirty.stdout + dirty.stderr
     assert "error stg_orders.relationships_customer_id (1 failing rows)" in dirty.stdout
     assert "warn  stg_customers.not_null_email (1 failing rows)" in dirty.stdout

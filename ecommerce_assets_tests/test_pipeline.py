@@ -220,6 +220,13 @@ def test_bad_analysis_date_fails_with_a_clear_message(warehouse):
     assert "analysis_date='20-07-2023' is not a YYYY-MM-DD date" in str(failure.step_failure_data.error.message)
 
 
+def test_bad_concurrency_fails_with_a_clear_message(warehouse):
+    result = warehouse.run(run_config={"ops": {"warehouse": {"config": {"concurrency": 0}}}})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "run config concurrency=0: use 1 or more" in str(failure.step_failure_data.error.message)
+
+
 def test_selection_by_tag_runs_only_those_assets(built, tmp_path):
     wh, _ = built
     result = wh.run(selection=sorted(dg.AssetSelection.from_string("tag:ml").resolve(wh.defs.resolve_asset_graph())))
@@ -329,8 +336,8 @@ def test_builds_wait_for_their_parents_blocking_checks_and_checks_for_the_tables
 
 
 def test_one_statement_at_a_time_builds_in_dependency_order_and_the_same_tables(tmp_path, built):
-    wh = make_warehouse(tmp_path, ECOMMERCE_CONCURRENCY="1")
-    result = wh.run()
+    wh = make_warehouse(tmp_path)
+    result = wh.run(run_config={"ops": {"warehouse": {"config": {"concurrency": 1}}}})
     assert result.success
     assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == [
         r.name for r in RAW_TABLES
