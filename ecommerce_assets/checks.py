@@ -7,8 +7,8 @@ column; model-level `checks:` entries give a name and a `sql` query that returns
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 SAMPLE_ROWS = 10
