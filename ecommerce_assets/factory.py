@@ -347,7 +347,7 @@ def _execute(log, stop, run, raw_tables, models, selected, selected_checks, data
                 yield from finish(task, future)
                 done.add(task)
     if built:
-        log.info("built:\n" + "\n".join(built))
+        log.info(f"built, up to {run.concurrency} statement(s) at a time:\n" + "\n".join(built))
     if failures:
         raise dg.Failure(
             description=f"{len(failures)} asset(s) failed; their previous tables are unchanged:\n" + "\n".join(failures)
