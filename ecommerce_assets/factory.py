@@ -90,8 +90,8 @@ class RunContext:
         if cur is None:
             cur = self._local.cursor = self.con.cursor()
             self.cursors.append(cur)
-        cur.execute("set variable run_started_at = ?::timestamp", [self.started_at])
-        if self.analysis_date is not None:
+            cur.execute("set variable run_started_at = ?::timestamp", [self.started_at])
+        if self.analysis_date is not None:  # known once a model that needs it was built
             cur.execute("set variable analysis_date = ?::date", [self.analysis_date])
         return cur
 
