@@ -1,6 +1,7 @@
 """The benchmark's reference points on real data, and the benchmark command end to end."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,4 @@ def test_the_benchmark_command_reports_dagster_floor_and_seed(tmp_path):
     floor_statements = {(s["asset"], s["what"]) for s in report["runs"]["floor"][0]["statements"]}
     assert {("winback_targets", "export"), ("ml_features_export", "export")} <= floor_statements
     assert "ratio dagster/floor" in done.stdout and not (tmp_path / "data").exists()  # cleaned up without --keep
+    assert re.search(r"dagster/floor per repeat: \d+\.\d\dx$", done.stdout, re.M)
