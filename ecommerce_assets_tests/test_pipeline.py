@@ -8,12 +8,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
+import duckdb
 import pytest
 
-from ecommerce_assets.factory import _overlapped, _plan
+from ecommerce_assets.factory import PipelineConfig, RunContext, _execute, _overlapped, _plan, _prepare
 from ecommerce_assets.models import load_models, resolve_deps
 from ecommerce_assets.raw import RAW_TABLES
-from ecommerce_assets.resources import DuckDBWarehouse
+from ecommerce_assets.resources import DuckDBWarehouse, Settings
 
 from .conftest import FIXTURES, SEED_REFERENCE, assert_equals_reference, make_warehouse
 
@@ -352,3 +353,35 @@ def test_one_statement_at_a_time_builds_in_dependency_order_and_the_same_tables(
         )]
         sql = f"select {', '.join(columns)} from {schema}.{table} order by all"
         assert wh.query(sql) == concurrent.query(sql), table
+
+
+def test_a_terminated_run_interrupts_the_statement_running_on_every_worker(tmp_path):
+    # One quick model, then two that would take ~20 s each: both run, one per worker, when the
+    # step is terminated, and neither may finish.
+    marts = tmp_path / "sql" / "marts"
+    marts.mkdir(parents=True)
+    (marts / "a_quick.sql").write_text("select 1 as x")
+    for name in ("slow_b", "slow_c"):
+        (marts / f"{name}.sql").write_text("select sum(hash(i)) as s from range(6000000000) as t(i)")
+    models = resolve_deps(load_models(tmp_path / "sql", {"marts": "table"}), {})
+    settings = Settings.from_env({"ECOMMERCE_DUCKDB_PATH": str(tmp_path / "w.duckdb"), "ECOMMERCE_CONCURRENCY": "2"})
+    con = duckdb.connect(settings.duckdb_path)
+    cursors = [con]
+    quiet = SimpleNamespace(info=lambda m: None, warning=lambda m: None, error=lambda m: None)
+
+    def work(log, stop):
+        run = RunContext(con, settings, PipelineConfig(), log, cursors)
+        _prepare(con, models)
+        try:
+            yield from _execute(log, stop, run, [], models, {m.name for m in models}, set(), tmp_path, {})
+        finally:
+            run.close_cursors()
+
+    events = _overlapped(work, quiet, interrupt=lambda: [c.interrupt() for c in list(cursors)])
+    assert next(events).asset_key == dg.AssetKey("a_quick")
+    time.sleep(0.5)  # both slow statements are running by now
+    events.close()
+    built = {t for (t,) in con.execute("select table_name from information_schema.tables").fetchall()}
+    assert "a_quick" in built and not built & {"slow_b", "slow_c"}
+    assert len(cursors) == 3  # the connection and one cursor per worker
+    con.close()
