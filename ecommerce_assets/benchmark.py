@@ -6,10 +6,11 @@ Generates the data once (a marker file in <workdir>/data skips that next time), 
 in alternating order, three subprocesses on a fresh DuckDB file:
 
 - dagster: `dagster asset materialize -m ecommerce_assets.definitions --select '*'` (every asset and
-  check, one step, up to ECOMMERCE_CONCURRENCY statements at a time) with DAGSTER_HOME in the workdir; per-asset times are read back from the instance
-  (`duration_s` of each asset's latest materialization, check times from the event timestamps).
+  check, one step, up to ECOMMERCE_CONCURRENCY statements at a time) with DAGSTER_HOME in the
+  workdir; per-asset times are read back from the instance (`duration_s` of each asset's latest
+  materialization, check times from the event timestamps).
 - floor: this module with `--floor`: the macros, the raw loads, each model's create statement (and
-  the COPY of its export where its header declares one) and its checks (one `checks.screen` scan,
+  the COPY of its export where its header declares one) and its checks (one `checks.screen` statement,
   then `checks.evaluate` for the checks it does not clear, as the factory does) back to back, with
   the project's own functions and the resource's memory_limit/threads. Charts are not SQL: the
   floor does not draw them.
@@ -300,7 +301,7 @@ def floor(spec: dict) -> None:
             exports = Path(spec["out"]).parent / "floor-exports"
             exports.mkdir(exist_ok=True)
             timed(model.name, "build", "export", lambda: con.execute(model.export_statement(str(exports / model.export.file))))
-        # As factory._run_checks: one screening statement counts every check's failures, the failing-rows query runs for those that fail.
+        # As factory._run_checks: one statement counts every check's failures; failing rows only for those that fail.
         screened = timed(model.name, "check", "screen", lambda: screen(con, model.table, list(model.checks), model.check_count_sql))
         for check in model.checks:
             if screened.get(check.name) == 0:
