@@ -323,24 +323,28 @@ def _execute(log, stop, run, raw_tables, models, selected, selected_checks, data
     pending = _plan([*raw_tables, *models], selected_checks)
     done: set[_Task] = set()
     running: dict[Future, _Task] = {}
+
+    def ready() -> list[_Task]:
+        return [] if stop.is_set() else [t for t in pending if t.after <= done]
+
     with ThreadPoolExecutor(run.concurrency, thread_name_prefix="warehouse-sql") as pool:
         while pending or running:
-            ready = [] if stop.is_set() else [t for t in pending if t.after <= done]
-            while ready and len(running) < run.concurrency:
-                task = ready.pop(0)
+            waiting = ready()
+            while waiting and len(running) < run.concurrency:
+                task = waiting.pop(0)
                 pending.remove(task)
                 work = start(task)
-                if work is None:
+                if work is None:  # nothing to run: its dependents may be ready now
                     done.add(task)
-                    ready = [t for t in pending if t.after <= done]
+                    waiting = ready()
                 else:
                     running[pool.submit(work)] = task
             if not running:
                 if stop.is_set():
                     return
-                if pending and not ready:
+                if pending:  # nothing runs and nothing can start: the plan has a cycle
                     raise RuntimeError(f"no task can start: {[t.node.name for t in pending]}")
-                continue
+                break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 task = running.pop(future)
