@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import dagster as dg
 
 from ecommerce_assets import analyses
@@ -26,3 +28,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
 
 
 defs = build_definitions()
+
+# Loading Dagster and these definitions leaves ~150,000 objects that live as long as the process.
+# Python's collector rescans every one of them on each full collection, and a run's event writes
+# trigger many: freezing them saves ~0.5-0.8 s per CLI run on the bundled data and ~1.2 s at 1M
+# customers (README, Performance). The collect first keeps the few hundred garbage objects of the
+# imports out of the frozen set.
+gc.collect()
+gc.freeze()
