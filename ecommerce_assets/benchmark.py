@@ -1,6 +1,7 @@
 """Benchmark: the whole graph through the Dagster CLI against the same SQL in one plain DuckDB connection.
 
     python -m ecommerce_assets.benchmark --customers 1000000 --repeat 3 [--workdir DIR] [--format csv|parquet] [--keep]
+        [--seed-scope | --select SELECTION]
 
 Generates the data once (a marker file in <workdir>/data skips that next time), then each repeat runs,
 in alternating order, three subprocesses on a fresh DuckDB file:
@@ -16,6 +17,10 @@ in alternating order, three subprocesses on a fresh DuckDB file:
   floor does not draw them.
 - seed (CSV data only): `seed_baseline`, the seed tutorial's own SQL (its 4 loads, 11 models and 23
   tests, made to run on DuckDB) with the same settings: what the project is asked to beat.
+
+`--seed-scope` runs dagster and floor on what the seed's SQL builds (its 4 raw loads and 11 models,
+with their checks), to compare like with like; `--select` on any Dagster asset selection that
+includes its upstream assets (every run starts from an empty DuckDB file), without the seed.
 
 Peak memory is polled from /proc every 50 ms (psutil is not installed) two ways: the sum of RSS over
 the subprocess and all its descendants, and the largest single process's own high-water mark (VmHWM).
@@ -173,18 +178,18 @@ def env_for(workdir: Path, db: Path, data_dir: Path) -> dict[str, str]:
 
 # --- dagster ----------------------------------------------------------------------------------------
 
-def run_dagster(workdir: Path, data_dir: Path, repeat: int) -> dict:
+def run_dagster(workdir: Path, data_dir: Path, repeat: int, assets: list[str] | None) -> dict:
     db = workdir / "dagster.duckdb"
     fresh_db(db)
     dagster = str(Path(sys.executable).parent / "dagster")
-    cmd = [dagster, "asset", "materialize", "-m", "ecommerce_assets.definitions", "--select", "*"]
+    cmd = [dagster, "asset", "materialize", "-m", "ecommerce_assets.definitions", "--select", ",".join(assets) if assets else "*"]
     result = measure(cmd, env_for(workdir, db, data_dir), workdir, workdir / f"dagster-{repeat}.log")
-    result |= dagster_events(workdir / "dagster_home", result["started_at"], result["ended_at"])
+    result |= dagster_events(workdir / "dagster_home", result["started_at"], result["ended_at"], assets)
     fresh_db(db)
     return result
 
 
-def dagster_events(home: Path, started_at: float, ended_at: float) -> dict:
+def dagster_events(home: Path, started_at: float, ended_at: float, assets: list[str] | None) -> dict:
     """Per-asset duration_s and rows, per-asset check time and outcome, and the run's timeline."""
     os.environ["DAGSTER_HOME"] = str(home)
     import dagster as dg
@@ -192,7 +197,7 @@ def dagster_events(home: Path, started_at: float, ended_at: float) -> dict:
     from ecommerce_assets.models import load_models
     from ecommerce_assets.raw import RAW_TABLES
 
-    names = [r.name for r in RAW_TABLES] + [m.name for m in load_models()]
+    names = assets or [r.name for r in RAW_TABLES] + [m.name for m in load_models()]
     with dg.DagsterInstance.get() as instance:
         run = instance.get_runs(limit=1)[0]
         logs = instance.all_logs(run.run_id)
@@ -231,11 +236,11 @@ def dagster_events(home: Path, started_at: float, ended_at: float) -> dict:
 
 # --- floor ------------------------------------------------------------------------------------------
 
-def run_floor(workdir: Path, data_dir: Path, repeat: int) -> dict:
-    return _run_lean(workdir, data_dir, repeat, "floor")
+def run_floor(workdir: Path, data_dir: Path, repeat: int, assets: list[str] | None) -> dict:
+    return _run_lean(workdir, data_dir, repeat, "floor", assets)
 
 
-def _run_lean(workdir: Path, data_dir: Path, repeat: int, mode: str) -> dict:
+def _run_lean(workdir: Path, data_dir: Path, repeat: int, mode: str, assets: list[str] | None = None) -> dict:
     """`--floor` or `--seed` in a subprocess that imports no dagster, on a fresh DuckDB file."""
     from ecommerce_assets.resources import Settings
 
@@ -250,7 +255,7 @@ def _run_lean(workdir: Path, data_dir: Path, repeat: int, mode: str) -> dict:
     if settings.temp_directory:
         config["temp_directory"] = settings.temp_directory
     out = workdir / f"{mode}-{repeat}.json"
-    spec = {"db": settings.duckdb_path, "data_dir": settings.data_dir, "config": config, "out": str(out)}
+    spec = {"db": settings.duckdb_path, "data_dir": settings.data_dir, "config": config, "out": str(out), "assets": assets}
     flag = {"floor": "--floor", "seed": "--seed-sql"}[mode]
     cmd = [sys.executable, "-m", "ecommerce_assets.benchmark", flag, json.dumps(spec)]
     result = measure(cmd, env, workdir, workdir / f"{mode}-{repeat}.log")
@@ -278,6 +283,9 @@ def floor(spec: dict) -> None:
 
     imports_s = time.perf_counter() - t0
     models = timed("", "setup", "parse models", lambda: resolve_deps(load_models(), {r.name: "raw" for r in RAW_TABLES}))
+    wanted = spec.get("assets")
+    raws = [r for r in RAW_TABLES if wanted is None or r.name in wanted]
+    models = [m for m in models if wanted is None or m.name in wanted]
     con = timed("", "setup", "connect", lambda: duckdb.connect(spec["db"], config=spec["config"]))
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # as factory.RunContext
     con.execute("set variable run_started_at = ?::timestamp", [now])
@@ -289,7 +297,7 @@ def floor(spec: dict) -> None:
             con.execute(macro)
 
     timed("", "setup", "schemas + macros", prepare)
-    for raw in RAW_TABLES:
+    for raw in raws:
         timed(raw.name, "build", "load", lambda: load(con, raw, Path(spec["data_dir"])))
     checks, analysis_date = {}, None
     for model in models:
@@ -318,8 +326,8 @@ def floor(spec: dict) -> None:
 
 # --- seed -------------------------------------------------------------------------------------------
 
-def run_seed(workdir: Path, data_dir: Path, repeat: int) -> dict:
-    """The seed's own SQL (`seed_baseline`), with the same connection settings as the floor."""
+def run_seed(workdir: Path, data_dir: Path, repeat: int, assets: list[str] | None) -> dict:
+    """The seed's own SQL (`seed_baseline`), always its whole scope, with the same connection settings as the floor."""
     return _run_lean(workdir, data_dir, repeat, "seed")
 
 
@@ -422,6 +430,7 @@ def render(s: dict) -> str:
         f"ecommerce-assets benchmark: {s['customers']:,} customers, {s['format']}, seed {s['seed']}, "
         f"{s['repeat']} repeat(s); DuckDB memory_limit={d['memory_limit']} threads={d['threads']} on {d['cores']} cores",
         f"dagster runs up to {d['concurrency']} statements at a time (ECOMMERCE_CONCURRENCY); floor and seed run one at a time",
+        f"dagster and floor build {s['scope']}; the seed, where it runs, its own 4 loads, 11 models and 23 tests",
         "",
         "rows per raw table: " + ", ".join(f"{k} {v:,}" for k, v in s["raw_rows"].items()),
         "",
@@ -475,6 +484,32 @@ def render(s: dict) -> str:
 
 # --- main -------------------------------------------------------------------------------------------
 
+def selected_assets(selection: str | None, seed_scope: bool) -> list[str]:
+    """The assets a --select or --seed-scope run builds. Their upstream assets must be among them:
+    every run starts from an empty DuckDB file."""
+    import dagster as dg
+
+    from ecommerce_assets import seed_baseline
+    from ecommerce_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    if seed_scope:  # the seed's loads and models are named like our assets
+        keys = {dg.AssetKey(name) for name, kind, _ in seed_baseline.statements("") if kind in ("load", "model")}
+    else:
+        try:
+            keys = dg.AssetSelection.from_string(selection).resolve(graph)
+        except dg.DagsterInvalidSubsetError as e:
+            raise SystemExit(f"--select {selection!r}: {e}") from None
+    missing = dg.AssetSelection.assets(*keys).upstream().resolve(graph) - keys
+    if not keys or missing:
+        raise SystemExit(
+            f"--select {selection!r} selects no asset" if not keys else
+            f"--select {selection!r} leaves out upstream assets {sorted(k.to_user_string() for k in missing)}: "
+            "every run starts from an empty DuckDB file, so select them too ('*name' selects name and all it reads)"
+        )
+    return sorted(k.to_user_string() for k in keys)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int)
@@ -483,6 +518,9 @@ def main(argv=None) -> None:
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--keep", action="store_true", help="keep the data, DuckDB files and DAGSTER_HOME")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--seed-scope", action="store_true", help="dagster and floor build only what the seed's SQL builds")
+    scope.add_argument("--select", help="Dagster asset selection for dagster and floor, with its upstream assets; no seed run")
     parser.add_argument("--floor", help=argparse.SUPPRESS)  # internal: the floor subprocess
     parser.add_argument("--seed-sql", help=argparse.SUPPRESS)  # internal: the seed's SQL subprocess
     args = parser.parse_args(argv)
@@ -495,6 +533,7 @@ def main(argv=None) -> None:
 
     from ecommerce_assets.resources import Settings
 
+    assets = selected_assets(args.select, args.seed_scope) if args.select or args.seed_scope else None
     workdir = Path(args.workdir or Path(tempfile.gettempdir()) / f"ecommerce-bench-{args.customers}").resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "data"
@@ -504,7 +543,7 @@ def main(argv=None) -> None:
     (home / "dagster.yaml").touch()
 
     runners = {"dagster": run_dagster, "floor": run_floor}
-    if args.format == "csv":  # the seed's SQL reads CSV files only
+    if args.format == "csv" and not args.select:  # the seed's SQL reads CSV files only, and builds its own scope
         runners["seed"] = run_seed
     runs: dict[str, list[dict]] = {kind: [] for kind in runners}
     for i in range(args.repeat):
@@ -512,13 +551,14 @@ def main(argv=None) -> None:
         for kind in order if i % 2 == 0 else reversed(order):
             print(f"repeat {i + 1}/{args.repeat} {kind} ...", end=" ", flush=True)
             sql = sql_fingerprint()
-            r = runners[kind](workdir, data_dir, i)
+            r = runners[kind](workdir, data_dir, i, assets)
             r["sql_fingerprint"] = sql if sql == sql_fingerprint() else "changed during the run"
             print(f"{r['wall_s']:.2f} s (cpu {r['cpu_s']:.1f} s; other processes used {r['others_cores']:.2f} cores),"
                   f" peak {r['peak_tree_rss'] / 2**20:,.0f} MB", flush=True)
             runs[kind].append(r)
 
     summary = summarize(args, rows, Settings.from_env(env_for(workdir, workdir / "x.duckdb", data_dir)), runs)
+    summary["scope"] = "the seed's scope" if args.seed_scope else args.select or "the whole graph"
     print()
     print(render(summary))
     report = workdir / "report.json"

@@ -26,9 +26,13 @@ def test_the_seed_baseline_reproduces_the_seed_reference_and_passes_its_tests(tm
         assert_equals_reference(lambda sql: con.execute(sql).fetchall(), f"{schema}.{reference.stem}", reference)
 
 
+def benchmark(tmp_path, *options) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "ecommerce_assets.benchmark", "--customers", "300", "--repeat", "1", "--workdir", str(tmp_path), *options]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
 def test_the_benchmark_command_reports_dagster_floor_and_seed(tmp_path):
-    cmd = [sys.executable, "-m", "ecommerce_assets.benchmark", "--customers", "300", "--repeat", "1", "--workdir", str(tmp_path)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    done = benchmark(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["wall_s"]) == {"dagster", "floor", "seed"}
@@ -38,3 +42,22 @@ def test_the_benchmark_command_reports_dagster_floor_and_seed(tmp_path):
     assert {("winback_targets", "export"), ("ml_features_export", "export")} <= floor_statements
     assert "ratio dagster/floor" in done.stdout and not (tmp_path / "data").exists()  # cleaned up without --keep
     assert re.search(r"dagster/floor per repeat: \d+\.\d\dx$", done.stdout, re.M)
+
+
+def test_the_benchmark_on_the_seeds_scope_builds_what_the_seeds_sql_builds_and_no_more(tmp_path):
+    done = benchmark(tmp_path, "--seed-scope")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    seed_assets = {name for name, kind, _ in seed_baseline.statements("") if kind in ("load", "model")}
+    assert len(seed_assets) == 15 and {a["asset"] for a in report["assets"]} == seed_assets  # what the floor built
+    assert all(a["dagster_s"] is not None for a in report["assets"])
+    # Dagster evaluated exactly the checks of those assets: nothing outside the scope ran.
+    assert report["dagster_checks_evaluated"] == sum(a["checks"] for a in report["assets"]) == 48
+    assert set(report["wall_s"]) == {"dagster", "floor", "seed"} and report["scope"] == "the seed's scope"
+
+
+def test_the_benchmark_refuses_a_selection_without_its_upstream_assets(tmp_path):
+    done = benchmark(tmp_path, "--select", "ml_customer_features")
+    assert done.returncode != 0
+    assert "leaves out upstream assets" in done.stderr and "'int_customer_rfm'" in done.stderr
+    assert not (tmp_path / "data").exists()  # refused before generating anything
