@@ -385,6 +385,7 @@ def summarize(args, rows: dict, settings, runs: dict[str, list[dict]]) -> dict:
     }
     return {
         "customers": args.customers, "format": args.format, "seed": args.seed, "repeat": args.repeat,
+        "scope": "the seed's scope" if args.seed_scope else args.select or "the whole graph",
         "duckdb": {"memory_limit": settings.memory_limit, "threads": settings.threads or "default",
                    "cores": os.cpu_count(), "concurrency": settings.concurrency},
         "raw_rows": rows,
@@ -558,7 +559,6 @@ def main(argv=None) -> None:
             runs[kind].append(r)
 
     summary = summarize(args, rows, Settings.from_env(env_for(workdir, workdir / "x.duckdb", data_dir)), runs)
-    summary["scope"] = "the seed's scope" if args.seed_scope else args.select or "the whole graph"
     print()
     print(render(summary))
     report = workdir / "report.json"
