@@ -18,8 +18,7 @@ import yaml
 from sqlglot import exp
 
 from ecommerce_assets.checks import CheckDecl, parse_checks
-
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+from ecommerce_assets.paths import SQL_DIR
 
 # Materialization and tag per layer, the way dbt_project.yml sets them per folder.
 LAYERS: dict[str, str] = {
