@@ -1,12 +1,9 @@
-"""Hand-written work after the `analyses` models' SQL: result tables, charts and exports.
+"""Hand-written work after the `analyses` models' SQL: their charts.
 
-The analyses themselves are SQL files in `sql/analyses/`, built by the factory like every other
-model. What SQL cannot do lives here, as `after_build` functions `(con, model, run) -> metadata`
-that run right after the model's table is created:
-
-- some draw a PNG chart to `<output_dir>/charts/` and show it inline in the UI;
-- those whose SQL header declares `export:` write their rows to `<output_dir>/exports/` with
-  DuckDB's COPY (`Model.export_statement`, the same statement the benchmark's floor runs).
+The analyses themselves are SQL files in `sql/analyses/`, built by the engine like every other
+model (with the file exports their headers declare). What SQL cannot do lives here, as
+`after_build` functions `(con, model, run) -> metadata` that run right after the model's table is
+created: each draws a PNG chart to `<output_dir>/charts/` and shows it inline in the UI.
 
 `after_build(models)` returns the name -> function mapping `build_warehouse` takes.
 
@@ -18,21 +15,18 @@ from __future__ import annotations
 
 import base64
 import functools
-import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import TypeVar
+from collections.abc import Iterable, Mapping, Sequence
 
 import dagster as dg
 import duckdb
 
-from ecommerce_assets.factory import AfterBuild, RunContext
+from ecommerce_assets.engine import AfterBuild
+from ecommerce_assets.materialize import output_path, write_atomically
+from ecommerce_assets.run import Run
 from ecommerce_assets.models import Model, ModelError
 
 DPI = 100
-
-T = TypeVar("T")
 
 
 class AnalysisOutputError(ModelError):
@@ -59,7 +53,7 @@ def _chart(draw: AfterBuild) -> AfterBuild:
     """One chart at a time: matplotlib is not thread-safe, and the factory may build two analyses at once."""
 
     @functools.wraps(draw)
-    def one_at_a_time(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
+    def one_at_a_time(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -> dict:
         with _MATPLOTLIB:
             return draw(con, model, run)
 
@@ -67,7 +61,7 @@ def _chart(draw: AfterBuild) -> AfterBuild:
 
 
 @_chart
-def rfm_heatmap(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
+def rfm_heatmap(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -> dict:
     """Recency x frequency grid of rfm_score_grid: customer count and average value per cell."""
     import numpy as np
     from matplotlib.ticker import MaxNLocator
@@ -105,7 +99,7 @@ def rfm_heatmap(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -
 
 
 @_chart
-def segment_chart(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
+def segment_chart(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -> dict:
     """Historical revenue next to predicted 12-month CLV per segment, from segment_distribution."""
     rows = con.execute(
         f"select customer_segment, total_revenue, total_predicted_value, customer_count from {model.table}"
@@ -130,7 +124,7 @@ def segment_chart(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext)
 
 
 @_chart
-def product_tier_chart(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
+def product_tier_chart(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -> dict:
     """Revenue by performance tier, stacked by category, over all products of fct_product_performance."""
     rows = con.execute(
         """
@@ -199,45 +193,14 @@ def _no_data(ax) -> None:
     ax.set_xticks([])
 
 
-def _save_chart(fig, run: RunContext, name: str) -> dict:
-    path = _output_path(run, "charts", f"{name}.png")
-    _write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+def _save_chart(fig, run: Run, name: str) -> dict:
+    path = output_path(run.output_dir, "charts", f"{name}.png")
+    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
     encoded = base64.b64encode(path.read_bytes()).decode("ascii")
     return {
         f"chart_{name}": dg.MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})"),
         f"chart_{name}_path": dg.MetadataValue.path(str(path)),
     }
-
-
-# --- exports --------------------------------------------------------------------------------
-
-
-def export_file(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
-    """The rows the model's `export:` header asks for, written by DuckDB's COPY (csv or parquet)."""
-    path = _output_path(run, "exports", model.export.file)
-    # COPY ... TO answers with the number of rows it wrote.
-    rows = _write_atomically(path, lambda tmp: con.execute(model.export_statement(tmp)).fetchone()[0])
-    return {"export_path": dg.MetadataValue.path(str(path)), "export_rows": rows}
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def _output_path(run: RunContext, folder: str, file_name: str) -> Path:
-    directory = Path(run.settings.output_dir) / folder
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory / file_name
-
-
-def _write_atomically(path: Path, write: Callable[[str], T]) -> T:
-    """Write to a temp file beside `path`, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        result = write(str(tmp))
-        os.replace(tmp, path)
-        return result
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --- registry -------------------------------------------------------------------------------
@@ -253,10 +216,10 @@ EXTRAS: dict[str, tuple[AfterBuild, ...]] = {
 def after_build(
     models: Iterable[Model], extras: Mapping[str, Sequence[AfterBuild]] = EXTRAS
 ) -> dict[str, AfterBuild]:
-    """The `after_build` mapping for `build_warehouse`: each model's charts, then its export.
+    """The `after_build` mapping for `build_warehouse`: each model's charts.
 
     Fails when `extras` names a model that does not exist, so a renamed SQL file cannot silently
-    lose its chart or export.
+    lose its chart.
     """
     models = list(models)
     names = {m.name for m in models}
@@ -265,23 +228,21 @@ def after_build(
         raise ModelError(f"analyses.EXTRAS names models that do not exist: {unknown}")
     hooks: dict[str, AfterBuild] = {}
     for model in models:
-        steps = [*extras.get(model.name, ()), *([export_file] if model.export else [])]
-        if steps:
-            hooks[model.name] = _chain(steps)
-            if model.name in extras:
-                hooks[model.name].warm_up = warm_up_matplotlib
+        if model.name in extras:
+            hooks[model.name] = _chain(extras[model.name])
+            hooks[model.name].warm_up = warm_up_matplotlib
     return hooks
 
 
 def _chain(steps: Sequence[AfterBuild]) -> AfterBuild:
-    def run_all(con: duckdb.DuckDBPyConnection, model: Model, run: RunContext) -> dict:
+    def run_all(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -> dict:
         metadata: dict[str, object] = {}
         for step in steps:
             try:
                 metadata |= step(con, model, run)
             except (duckdb.Error, ModelError):
                 raise
-            except Exception as e:  # a chart or file that cannot be written fails this asset only
+            except Exception as e:  # a chart that cannot be drawn or written fails this asset only
                 raise AnalysisOutputError(f"{step.__name__}: {type(e).__name__}: {e}") from e
         return metadata
 

@@ -22,6 +22,10 @@ class RawTable:
     columns: dict[str, str]  # name -> DuckDB type, in file order
 
     @property
+    def layer(self) -> str:
+        return SCHEMA
+
+    @property
     def table(self) -> str:
         return f"{SCHEMA}.{self.name}"
 

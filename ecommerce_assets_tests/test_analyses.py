@@ -28,7 +28,9 @@ import duckdb
 import pytest
 
 from ecommerce_assets import analyses
-from ecommerce_assets.factory import table_metadata
+from ecommerce_assets.engine import Built
+from ecommerce_assets.materialize import export, table_stats
+from ecommerce_assets.results import materialization
 from ecommerce_assets.models import ModelError, load_models
 
 from .conftest import make_warehouse
@@ -108,11 +110,11 @@ def test_result_table_shows_the_first_50_rows_and_the_total(tmp_path):
     con = duckdb.connect()
     con.execute("create schema analyses")
     con.execute("create table analyses.customer_product_affinity as select range as customer_id from range(120)")
-    md = table_metadata(con, model)["preview"].value
-    lines = md.splitlines()
-    assert lines[0] == "| customer_id |"
-    assert [line for line in lines if line.startswith("| ")][2:] == [f"| {i} |" for i in range(50)]
-    assert lines[-1] == "_50 of 120 rows_"
+    stats = table_stats(con, model.table, model.layer)
+    assert (stats.rows, stats.preview_columns) == (120, ["customer_id"])
+    assert stats.preview == [(i,) for i in range(50)]
+    md = materialization(Built(model, {}, stats, 0.1), dg.AssetKey(model.name)).metadata["preview"].value
+    assert md.splitlines()[-1] == "_50 of 120 rows_"
 
 
 # --- each analysis on the bundled data ------------------------------------------------------
@@ -316,7 +318,7 @@ def test_winback_targets_and_csv_on_a_dataset_with_lapsed_customers(tmp_path):
 
 
 def _run(output_dir: Path):
-    return SimpleNamespace(settings=SimpleNamespace(output_dir=str(output_dir)))
+    return SimpleNamespace(output_dir=output_dir)
 
 
 def test_charts_cope_with_empty_tables(tmp_path):
@@ -342,16 +344,14 @@ def test_charts_cope_with_empty_tables(tmp_path):
 
 def test_an_unwritable_output_dir_fails_that_asset_with_a_model_error(tmp_path):
     models = load_models()
-    hooks = analyses.after_build(models)
-    assert set(hooks) == {*analyses.EXTRAS, "winback_targets", "ml_features_export"}  # charts or exports only
     con = duckdb.connect()
     con.execute("create schema analyses")
     con.execute("create table analyses.winback_targets as select 1 customer_id, 'a@b.c' email, 1.0 monetary_value")
     blocker = tmp_path / "output"
     blocker.write_text("a file where the output directory should be")
     model = next(m for m in models if m.name == "winback_targets")
-    with pytest.raises(ModelError, match="export_file"):
-        hooks["winback_targets"](con, model, _run(blocker))
+    with pytest.raises(ModelError, match="winback_targets.sql: export winback_targets.csv: FileExistsError"):
+        export(con, model, blocker)
 
 
 def test_extras_for_an_unknown_model_are_rejected():

@@ -2,8 +2,8 @@
 
 import datetime as dt
 import threading
-import time
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,10 +11,13 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ecommerce_assets.factory import PipelineConfig, RunContext, _execute, _overlapped, _plan, _prepare
+from ecommerce_assets.engine import Selection, execute
 from ecommerce_assets.models import load_models, resolve_deps
+from ecommerce_assets.planner import Task, plan, run_tasks
+from ecommerce_assets.pump import pump
 from ecommerce_assets.raw import RAW_TABLES
-from ecommerce_assets.resources import DuckDBWarehouse, Settings
+from ecommerce_assets.resources import DuckDBWarehouse
+from ecommerce_assets.run import Run, RunOptions
 
 from .conftest import FIXTURES, SEED_REFERENCE, assert_equals_reference, make_warehouse
 
@@ -257,38 +260,45 @@ def test_schedule_run_request_materializes_everything(warehouse):
 
 def test_a_second_writer_waits_for_the_first_instead_of_failing(tmp_path):
     resource = DuckDBWarehouse(database=str(tmp_path / "lock.duckdb"))
-    order = []
+    order, a_in, release, b_out = [], threading.Event(), threading.Event(), threading.Event()
 
-    def writer(name: str, hold: float) -> None:
+    def writer(name: str, entered: threading.Event, leave: threading.Event) -> None:
         with resource.get_connection() as con:
             order.append(f"{name} in")
             con.execute(f"create or replace table t_{name} as select 1 as x")
-            time.sleep(hold)
+            entered.set()
+            assert leave.wait(10)
             order.append(f"{name} out")
 
-    first = threading.Thread(target=writer, args=("a", 0.5))
+    done = threading.Event()
+    done.set()
+    first = threading.Thread(target=writer, args=("a", a_in, release))
     first.start()
-    time.sleep(0.1)
-    second = threading.Thread(target=writer, args=("b", 0))
+    assert a_in.wait(10)
+    second = threading.Thread(target=writer, args=("b", b_out, done))
     second.start()
+    assert not b_out.wait(0.5)  # b is still waiting for a's lock
+    release.set()
     first.join(), second.join()
     assert order == ["a in", "a out", "b in", "b out"]
 
 
 # --- the step's worker thread -----------------------------------------------------------------
 
+QUIET = SimpleNamespace(info=lambda m: None, warning=lambda m: None, error=lambda m: None)
+
 
 def _work(built: list, fail_after: int | None = None):
     def work(log, stop):
         for i in range(100):
-            if stop.is_set():
-                return
             if i == fail_after:
                 raise ValueError(f"statement {i} failed")
             built.append(i)
             log.info(f"built {i}")
             yield i
-            time.sleep(0.01)
+            if fail_after is None:
+                stop.wait(10)  # until the step is terminated
+                return
 
     return work
 
@@ -296,7 +306,7 @@ def _work(built: list, fail_after: int | None = None):
 def test_the_worker_threads_events_and_logs_arrive_in_order_and_its_errors_are_raised_here():
     built, logged = [], []
     log = SimpleNamespace(info=logged.append, warning=logged.append, error=logged.append)
-    events = _overlapped(_work(built, fail_after=3), log, interrupt=lambda: None)
+    events = pump(_work(built, fail_after=3), log, interrupt=lambda: None)
     assert [next(events) for _ in range(3)] == [0, 1, 2]
     with pytest.raises(ValueError, match="statement 3 failed"):
         next(events)
@@ -305,12 +315,11 @@ def test_the_worker_threads_events_and_logs_arrive_in_order_and_its_errors_are_r
 
 def test_a_terminated_step_interrupts_its_worker_and_builds_nothing_more():
     built, interrupted = [], threading.Event()
-    log = SimpleNamespace(info=lambda m: None, warning=lambda m: None, error=lambda m: None)
-    events = _overlapped(_work(built), log, interrupt=interrupted.set)
+    events = pump(_work(built), QUIET, interrupt=interrupted.set)
     assert next(events) == 0
     events.close()  # what Dagster does to the step's generator when the run is terminated
     assert interrupted.is_set()
-    assert len(built) < 100
+    assert built == [0]
     assert not [t for t in threading.enumerate() if t.name == "warehouse-sql"]
 
 
@@ -321,7 +330,7 @@ def _models():
 def test_builds_wait_for_their_parents_blocking_checks_and_checks_for_the_tables_they_compare_with():
     models = _models()
     every_check = {(m.name, c.name) for m in models for c in m.checks}
-    tasks = {(t.kind, t.node.name): t for t in _plan([*RAW_TABLES, *models], every_check)}
+    tasks = {(t.kind, t.node.name): t for t in plan([*RAW_TABLES, *models], every_check)}
 
     def after(kind, name):
         return {(t.kind, t.node.name) for t in tasks[kind, name].after}
@@ -332,8 +341,35 @@ def test_builds_wait_for_their_parents_blocking_checks_and_checks_for_the_tables
     # relationships_customer_id compares with stg_customers
     assert after("check", "stg_orders") == {("build", "stg_orders"), ("build", "stg_customers")}
     # without its checks selected, a model's children wait for its build only
-    tasks = {(t.kind, t.node.name): t for t in _plan([*RAW_TABLES, *models], set())}
+    tasks = {(t.kind, t.node.name): t for t in plan([*RAW_TABLES, *models], set())}
     assert after("build", "int_customer_orders") == {("build", "stg_orders"), ("build", "stg_order_items")}
+
+
+def test_the_scheduler_never_runs_more_than_its_concurrency_and_respects_every_wait():
+    a, b, c, d = (Task("build", SimpleNamespace(name=n)) for n in "abcd")
+    c.after, d.after = {a, b}, {c}
+    running, most, finished = set(), [0], []
+    lock = threading.Lock()
+    both_running = threading.Barrier(2, timeout=10)  # a and b must be able to run side by side
+
+    def start(task):
+        def work():
+            with lock:
+                running.add(task.node.name)
+                most[0] = max(most[0], len(running))
+            if task in (a, b):
+                both_running.wait()
+            with lock:
+                running.discard(task.node.name)
+        return work
+
+    def finish(task, future):
+        future.result()
+        finished.append(task.node.name)
+        yield task.node.name
+
+    assert list(run_tasks([a, b, c, d], 2, start, finish, threading.Event())) == finished
+    assert most[0] == 2 and finished[2:] == ["c", "d"]
 
 
 def test_one_statement_at_a_time_builds_in_dependency_order_and_the_same_tables(tmp_path, built):
@@ -362,26 +398,21 @@ def test_a_terminated_run_interrupts_the_statement_running_on_every_worker(tmp_p
     marts.mkdir(parents=True)
     (marts / "a_quick.sql").write_text("select 1 as x")
     for name in ("slow_b", "slow_c"):
-        (marts / f"{name}.sql").write_text("select sum(hash(i)) as s from range(6000000000) as t(i)")
-    models = resolve_deps(load_models(tmp_path / "sql", {"marts": "table"}), {})
-    settings = Settings.from_env({"ECOMMERCE_DUCKDB_PATH": str(tmp_path / "w.duckdb"), "ECOMMERCE_CONCURRENCY": "2"})
-    con = duckdb.connect(settings.duckdb_path)
-    cursors = [con]
-    quiet = SimpleNamespace(info=lambda m: None, warning=lambda m: None, error=lambda m: None)
-
-    def work(log, stop):
-        run = RunContext(con, settings, PipelineConfig(), log, cursors)
-        _prepare(con, models)
-        try:
-            yield from _execute(log, stop, run, [], models, {m.name for m in models}, set(), tmp_path, {})
-        finally:
-            run.close_cursors()
-
-    events = _overlapped(work, quiet, interrupt=lambda: [c.interrupt() for c in list(cursors)])
-    assert next(events).asset_key == dg.AssetKey("a_quick")
-    time.sleep(0.5)  # both slow statements are running by now
+        (marts / f"{name}.sql").write_text(
+            f"with s as (select started('{name}') as x)\n"
+            "select sum(hash(i)) + any_value(x) as s from range(6000000000) as t(i), s"
+        )
+    models = resolve_deps(load_models(tmp_path / "sql"), {})
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    started = {"slow_b": threading.Event(), "slow_c": threading.Event()}
+    con.create_function("started", lambda name: started[name].set() or 0, [str], int, side_effects=True)
+    run = Run(con, RunOptions(data_dir=tmp_path, output_dir=tmp_path, concurrency=2))
+    events = pump(partial(execute, run, models, Selection.everything(models), {}), QUIET, run.interrupt)
+    assert next(events).node.name == "a_quick"
+    assert all(e.wait(10) for e in started.values())  # both slow statements are running
     events.close()
     built = {t for (t,) in con.execute("select table_name from information_schema.tables").fetchall()}
     assert "a_quick" in built and not built & {"slow_b", "slow_c"}
-    assert len(cursors) == 3  # the connection and one cursor per worker
+    assert len(run.cursors) == 2  # one cursor per worker
+    run.close()
     con.close()

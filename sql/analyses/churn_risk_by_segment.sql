@@ -5,8 +5,8 @@ columns:
   customer_segment: {description: Business segment from dim_customer_segments}
   churn_risk: {description: Churn risk category}
   customer_count: {description: Customers in the segment with this churn risk}
-  avg_value: {description: Average historical revenue per customer, rounded to cents}
-  avg_recency: {description: Average days since the last completed order (since sign-up without orders), one decimal}
+  avg_value: {description: "Average historical revenue per customer, rounded to cents"}
+  avg_recency: {description: "Average days since the last completed order (since sign-up without orders), one decimal"}
 */
 with customer_segments as (
     select * from marts.dim_customer_segments

@@ -4,10 +4,10 @@ tags: [customer, campaign]
 columns:
   customer_segment: {description: Business segment from dim_customer_segments}
   customer_count: {description: Customers in the segment}
-  total_predicted_value: {description: Sum of the predicted 12-month CLV, rounded to cents}
-  avg_predicted_clv: {description: Average predicted 12-month CLV, rounded to cents}
-  suggested_marketing_budget: {description: 10% of the segment's predicted 12-month CLV, rounded to cents}
-  budget_per_customer: {description: suggested_marketing_budget / customer_count, rounded to cents (NULL for an empty segment)}
+  total_predicted_value: {description: "Sum of the predicted 12-month CLV, rounded to cents"}
+  avg_predicted_clv: {description: "Average predicted 12-month CLV, rounded to cents"}
+  suggested_marketing_budget: {description: "10% of the segment's predicted 12-month CLV, rounded to cents"}
+  budget_per_customer: {description: "suggested_marketing_budget / customer_count, rounded to cents (NULL for an empty segment)"}
 checks:
   - name: budget_not_negative
     description: No segment gets a negative budget.

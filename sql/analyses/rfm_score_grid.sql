@@ -5,7 +5,7 @@ columns:
   recency_score: {description: Recency score 1-5 (5 = ordered within 30 days)}
   frequency_score: {description: Frequency score 1-5 (5 = five or more orders)}
   customer_count: {description: Customers in the cell}
-  avg_value: {description: Average historical revenue per customer in the cell, rounded to cents}
+  avg_value: {description: "Average historical revenue per customer in the cell, rounded to cents"}
 */
 with customer_metrics as (
     select * from marts.fct_customer_metrics

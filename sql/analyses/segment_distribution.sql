@@ -4,10 +4,10 @@ tags: [customer]
 columns:
   customer_segment: {description: Business segment from dim_customer_segments}
   customer_count: {description: Customers in the segment}
-  total_revenue: {description: Sum of the customers' historical revenue (completed orders, shipping included)}
-  avg_customer_value: {description: Average historical revenue per customer, rounded to cents}
-  avg_predicted_clv: {description: Average predicted 12-month CLV per customer, rounded to cents}
-  total_predicted_value: {description: Sum of the predicted 12-month CLV, rounded to cents}
+  total_revenue: {description: "Sum of the customers' historical revenue (completed orders, shipping included)"}
+  avg_customer_value: {description: "Average historical revenue per customer, rounded to cents"}
+  avg_predicted_clv: {description: "Average predicted 12-month CLV per customer, rounded to cents"}
+  total_predicted_value: {description: "Sum of the predicted 12-month CLV, rounded to cents"}
 checks:
   - name: every_customer_counted
     description: The segment counts add up to the number of customers in dim_customer_segments.

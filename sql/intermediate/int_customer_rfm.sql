@@ -5,9 +5,9 @@ columns:
   customer_id:
     description: Primary key
     checks: [unique, not_null]
-  recency_days: {description: Days from the last completed order (or sign-up, for customers who never ordered) to the analysis date}
+  recency_days: {description: "Days from the last completed order (or sign-up, for customers who never ordered) to the analysis date"}
   frequency: {description: Number of completed orders}
-  monetary_value: {description: Total revenue of completed orders, shipping included}
+  monetary_value: {description: "Total revenue of completed orders, shipping included"}
   avg_order_value: {description: Average completed order total (0 without orders)}
   first_order_date: {description: First completed order date}
   last_order_date: {description: Last completed order date}
@@ -16,7 +16,7 @@ columns:
   frequency_score: {description: 1-5 from the number of orders}
   monetary_score: {description: 1-5 from the monetary value}
   rfm_total_score: {description: Sum of the three scores (3-15)}
-  rfm_segment_code: {description: The three scores as a string, e.g. '533'}
+  rfm_segment_code: {description: "The three scores as a string, e.g. '533'"}
   analysis_date: {description: The run's analysis date the recency is measured to}
 checks:
   - name: analysis_date_not_before_latest_order

@@ -8,7 +8,7 @@ columns:
       - unique
       - not_null
       - one_row_per: {to: fct_customer_metrics}
-  is_churn_risk: {description: Target variable - 1 if customer is at medium/high churn risk, 0 otherwise}
+  is_churn_risk: {description: "Target variable - 1 if customer is at medium/high churn risk, 0 otherwise"}
   country: {description: Country code}
   account_age_days: {description: Days from account creation to the analysis date}
   recency_days: {description: Days since last purchase (lower is better)}

@@ -9,11 +9,11 @@ columns:
     description: Customer email (cleaned and lowercased); NULL when the raw email is not valid
     checks:
       - not_null: {severity: warn}
-  first_name: {description: First name, trimmed and capitalized}
-  last_name: {description: Last name, trimmed and capitalized}
-  country: {description: ISO country code, trimmed and upper-cased}
+  first_name: {description: "First name, trimmed and capitalized"}
+  last_name: {description: "Last name, trimmed and capitalized"}
+  country: {description: "ISO country code, trimmed and upper-cased"}
   customer_created_at: {description: Date the customer account was created}
-  is_valid_email: {description: Flag indicating email validity (non-empty and contains '@', judged on the cleaned email)}
+  is_valid_email: {description: "Flag indicating email validity (non-empty and contains '@', judged on the cleaned email)"}
   loaded_at: {description: When the raw row was loaded (the run's timestamp)}
 */
 with source as (

@@ -11,7 +11,7 @@ columns:
       - not_null
       - relationships: {to: stg_customers, field: customer_id}
   order_date: {description: Date the order was placed}
-  order_status: {description: Order status, trimmed and lower-cased (completed, cancelled, ...)}
+  order_status: {description: "Order status, trimmed and lower-cased (completed, cancelled, ...)"}
   shipping_cost: {description: Shipping charged on the order}
   order_year: {description: Calendar year of order_date}
   order_month: {description: Calendar month of order_date}

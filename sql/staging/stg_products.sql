@@ -5,8 +5,8 @@ columns:
   product_id:
     description: Primary key for products
     checks: [unique, not_null]
-  product_name: {description: Product name, trimmed}
-  category: {description: Product category, trimmed and capitalized}
+  product_name: {description: "Product name, trimmed"}
+  category: {description: "Product category, trimmed and capitalized"}
   cost_price: {description: What one unit costs us}
   list_price: {description: Catalogue price of one unit}
   profit_margin: {description: list_price - cost_price}

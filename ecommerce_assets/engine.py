@@ -1,0 +1,195 @@
+"""One run of the warehouse: the selected loads, models and checks on DuckDB, as a stream of events.
+
+No Dagster here: the factory turns the events into Dagster's results, and the benchmark's floor
+runs the same engine with nothing around it. Inside a run the engine does what Dagster does
+across steps: build in dependency order, and skip everything downstream of a model that failed
+or whose blocking check failed, so the tables from the previous run stay as they were.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import duckdb
+
+from ecommerce_assets.checks import CheckDecl, CheckOutcome, evaluate, screen
+from ecommerce_assets.materialize import TableStats, build_model, build_raw, located, table_stats
+from ecommerce_assets.models import Model, ModelError, load_macros
+from ecommerce_assets.planner import Task, plan, run_tasks
+from ecommerce_assets.pump import Log
+from ecommerce_assets.raw import RawLoadError, RawTable, create_load_log
+from ecommerce_assets.run import Run
+
+Node = RawTable | Model
+
+# Hand-written work that follows a model's SQL (the analyses' charts): returns extra metadata. It
+# may carry a `warm_up` attribute: a function started on a spare thread when a run that selects
+# the model begins (to import a heavy library while DuckDB works).
+AfterBuild = Callable[[duckdb.DuckDBPyConnection, Model, Run], Mapping[str, object]]
+
+
+@dataclass(frozen=True)
+class Built:
+    node: Node
+    metadata: dict[str, object]  # plain values (statement, load mode, rows merged...) and the hooks' own
+    stats: TableStats
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Checked:
+    node: Model
+    check: CheckDecl
+    outcome: CheckOutcome | None  # None when the check's query failed
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The node names to build and the (node, check) pairs to run."""
+
+    assets: frozenset[str]
+    checks: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+
+    @classmethod
+    def everything(cls, nodes: Sequence[Node]) -> Selection:
+        return cls(
+            frozenset(n.name for n in nodes),
+            frozenset((n.name, c.name) for n in nodes for c in getattr(n, "checks", ())),
+        )
+
+
+class RunFailed(Exception):
+    """Some selected nodes failed; the others were built and their previous tables kept."""
+
+    def __init__(self, failures: list[str]):
+        self.failures = failures
+        super().__init__(
+            f"{len(failures)} asset(s) failed; their previous tables are unchanged:\n" + "\n".join(failures)
+        )
+
+
+def prepare(con: duckdb.DuckDBPyConnection, nodes: Sequence[Node]) -> None:
+    """Schemas, the raw load log and the macros, before the workers start (two workers creating
+    the same object at once would conflict)."""
+    for schema in sorted({"raw", *(n.layer for n in nodes)}):
+        con.execute(f"create schema if not exists {schema}")
+    create_load_log(con)
+    for macro in load_macros():
+        con.execute(macro)
+
+
+def execute(
+    run: Run,
+    nodes: Sequence[Node],
+    selection: Selection,
+    after_build: Mapping[str, AfterBuild],
+    log: Log,
+    stop: threading.Event,
+) -> Iterator[Built | Checked]:
+    """Runs the plan on `run.options.concurrency` worker threads; yields events as tasks finish.
+
+    DuckDB's threads rarely keep every core busy through a statement (writes, small aggregates, the
+    checks' scans), so two statements at a time finish sooner than back to back. All bookkeeping
+    happens on the calling thread; the workers only run SQL (and the charts and exports). Raises
+    RunFailed at the end when a selected node failed.
+    """
+    run.log = log
+    prepare(run.con, nodes)
+    for warm_up in {getattr(after_build.get(n), "warm_up", None) for n in selection.assets} - {None}:
+        threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+    held_back: set[str] = set()  # not built, or failed a blocking check: downstream must wait
+    not_built: set[str] = set()  # selected but skipped or failed: its checks would read a stale table
+    failures: list[str] = []
+    built: list[str] = []  # one log line at the end: every event costs a write to the event log
+    existing = {r[0] for r in run.con.execute("select table_name from information_schema.tables").fetchall()}
+
+    def start(task: Task) -> Callable[[], object] | None:
+        node = task.node
+        if task.kind == "check":
+            if node.name in not_built:
+                return None
+            runnable = []
+            for check in task.checks:
+                unavailable = [t for t in node.check_deps[check.name] if t in not_built or t not in existing]
+                if unavailable:  # a subset run on a fresh database: the compared table is not there yet
+                    log.warning(f"{node.name}: check {check.name} not run, it reads {unavailable}, not built")
+                else:
+                    runnable.append(check)
+            return (lambda: run_checks(run, node, runnable)) if runnable else None
+        if node.name not in selection.assets:
+            return None
+        waiting_on = [d for d in getattr(node, "deps", ()) if d in held_back]
+        if waiting_on:
+            log.warning(f"{node.name}: skipped, upstream {waiting_on} failed or failed a blocking check")
+            held_back.add(node.name)
+            not_built.add(node.name)
+            return None
+        return lambda: build(run, node, after_build.get(node.name), exists=node.name in existing)
+
+    def finish(task: Task, future: Future) -> Iterator[Built | Checked]:
+        node = task.node
+        if task.kind == "check":
+            for checked in future.result():
+                if checked.check.blocking and not (checked.outcome and checked.outcome.passed):
+                    log.error(f"{node.name}: blocking check {checked.check.name} failed; downstream models are skipped")
+                    held_back.add(node.name)
+                yield checked
+            return
+        try:
+            result: Built = future.result()
+        except (duckdb.Error, RawLoadError, ModelError) as e:
+            log.error(f"{node.name}: {e}")
+            failures.append(f"{node.name}: {e}")
+            held_back.add(node.name)
+            not_built.add(node.name)
+            return
+        built.append(f"{node.table}: {result.stats.rows:,} rows in {result.duration_s} s")
+        existing.add(node.name)
+        yield result
+
+    concurrency = run.options.concurrency
+    yield from run_tasks(plan(nodes, selection.checks), concurrency, start, finish, stop)
+    if built:
+        log.info(f"built, up to {concurrency} statement(s) at a time:\n" + "\n".join(built))
+    if failures:
+        raise RunFailed(failures)
+
+
+def build(run: Run, node: Node, after: AfterBuild | None, exists: bool) -> Built:
+    """On a worker thread: the node's table, then what the catalog shows of it."""
+    started = time.perf_counter()
+    cur = run.cursor()
+    if isinstance(node, RawTable):
+        metadata = build_raw(run, cur, node)
+    else:
+        metadata = build_model(run, cur, node, exists)
+        if after:
+            metadata |= after(cur, node, run)
+    stats = table_stats(cur, node.table, node.layer)
+    return Built(node, metadata, stats, round(time.perf_counter() - started, 3))
+
+
+def run_checks(run: Run, model: Model, checks: list[CheckDecl]) -> list[Checked]:
+    """On a worker thread: one statement counts every check's failures, then the failing rows of
+    those that fail."""
+    cur = run.cursor()
+    try:
+        screened = screen(cur, model.table, checks, model.check_count_sql)
+    except duckdb.Error:
+        screened = {}  # each check then runs its own query and reports its own error
+    results = []
+    for check in checks:
+        sql = model.check_sql[check.name]
+        try:
+            outcome = CheckOutcome(0, [], [], sql) if screened.get(check.name) == 0 else evaluate(cur, sql)
+        except duckdb.Error as e:
+            where = located(e, sql, sql, model.path, check.sql_line) if check.sql_line else f"{model.path}: {e}"
+            results.append(Checked(model, check, None, f"check {check.name}: {where}"))
+            continue
+        results.append(Checked(model, check, outcome))
+    return results

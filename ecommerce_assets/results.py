@@ -1,0 +1,69 @@
+"""The engine's events as Dagster results: materializations with their metadata, check results."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import dagster as dg
+
+from ecommerce_assets.engine import Built, Checked
+from ecommerce_assets.markdown import markdown_table
+from ecommerce_assets.models import Model
+
+
+def to_dagster(event: Built | Checked, key: dg.AssetKey) -> dg.MaterializeResult | dg.AssetCheckResult:
+    return materialization(event, key) if isinstance(event, Built) else check_result(event, key)
+
+
+def materialization(built: Built, key: dg.AssetKey) -> dg.MaterializeResult:
+    """Row count, column schema, a preview of the rows, the statement that ran, and the rest of
+    the build's metadata (files as paths)."""
+    stats, node = built.stats, built.node
+    descriptions = node.columns if isinstance(node, Model) else {}  # a raw table's are its types
+    metadata: dict[str, object] = {
+        key: sql_block(value) if key == "sql" else dg.MetadataValue.path(str(value)) if isinstance(value, Path) else value
+        for key, value in built.metadata.items()
+    }
+    metadata |= {
+        "dagster/row_count": stats.rows,
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name=c, type=t, description=descriptions.get(c)) for c, t in stats.columns]
+        ),
+        "preview": dg.MetadataValue.md(markdown_table(stats.preview_columns, stats.preview, total=stats.rows)),
+        "duration_s": built.duration_s,
+    }
+    return dg.MaterializeResult(asset_key=key, metadata=metadata)
+
+
+def check_result(checked: Checked, key: dg.AssetKey) -> dg.AssetCheckResult:
+    check, outcome = checked.check, checked.outcome
+    severity = dg.AssetCheckSeverity.ERROR if check.severity == "error" else dg.AssetCheckSeverity.WARN
+    query = sql_block(checked.node.check_sql[check.name])
+    if outcome is None:
+        return dg.AssetCheckResult(
+            asset_key=key, check_name=check.name, passed=False, severity=severity,
+            metadata={"error": checked.error, "query": query}, description=checked.error,
+        )
+    metadata = {"failing_rows": outcome.failing, "query": query}
+    if outcome.failing:
+        sample = markdown_table(outcome.columns, outcome.sample, total=outcome.failing)
+        metadata["failing_sample"] = dg.MetadataValue.md(sample)
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=check.name, passed=outcome.passed, severity=severity,
+        metadata=metadata,
+        description=None if outcome.passed else f"{outcome.failing} failing row(s): {check.description}",
+    )
+
+
+def sql_block(sql: str) -> dg.MetadataValue:
+    return dg.MetadataValue.md(f"```sql\n{sql}\n```")
+
+
+def code_reference(path: Path, line: int = 1) -> dg.CodeReferencesMetadataValue:
+    """Links the asset to its SQL file in the UI; the API is marked beta, the feature is stable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.CodeReferencesMetadataValue(
+            code_references=[dg.LocalFileCodeReference(file_path=str(path), line_number=line)]
+        )
