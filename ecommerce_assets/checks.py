@@ -2,14 +2,18 @@
 
 Column checks (`unique`, `not_null`, `relationships`, `accepted_values`) are written under a
 column; model-level `checks:` entries give a name and a `sql` query that returns the bad rows
-(the seed's singular tests). One generic implementation per kind lives here.
+(the seed's singular tests). One generic implementation per kind lives here, next to the
+pydantic models that validate the declarations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Annotated, Any, Callable, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 SAMPLE_ROWS = 10
 
@@ -24,10 +28,6 @@ DEFAULT_SEVERITY = {
 }
 
 
-class CheckDeclarationError(ValueError):
-    pass
-
-
 @dataclass(frozen=True)
 class CheckDecl:
     model_table: str
@@ -37,6 +37,8 @@ class CheckDecl:
     description: str
     column: str | None = None
     params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # For a `sql` check: the 1-based line of the model file its query starts on (None otherwise).
+    sql_line: int | None = None
 
     @property
     def blocking(self) -> bool:
@@ -153,39 +155,103 @@ def _describe(kind: str, column: str | None, params: dict) -> str:
     return ""
 
 
-def parse_checks(model_table: str, columns: dict, model_checks: list, where: str) -> tuple[CheckDecl, ...]:
-    """Check declarations of one model header. `where` names the file for error messages."""
-    decls: list[CheckDecl] = []
-    for column, spec in columns.items():
-        for entry in (spec or {}).get("checks", []):
-            kind, params = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
-            params = dict(params or {})
-            if kind not in _SQL or kind == "sql":
-                raise CheckDeclarationError(
-                    f"{where}: column {column}: unknown check kind {kind!r} "
-                    f"(use one of unique, not_null, relationships, one_row_per, accepted_values)"
-                )
-            required = {"relationships": "to", "one_row_per": "to", "accepted_values": "values"}.get(kind)
-            if required and required not in params:
-                raise CheckDeclarationError(f"{where}: column {column}: {kind} needs '{required}'")
-            decls.append(_decl(model_table, f"{kind}_{column}", kind, column, params, where))
-    for entry in model_checks:
-        if not isinstance(entry, dict) or "name" not in entry or "sql" not in entry:
-            raise CheckDeclarationError(f"{where}: each entry of checks needs a name and a sql query")
-        decls.append(_decl(model_table, entry["name"], "sql", None, dict(entry), where))
-    names = [d.name for d in decls]
-    duplicated = {n for n in names if names.count(n) > 1}
-    if duplicated:
-        raise CheckDeclarationError(f"{where}: check names used twice: {sorted(duplicated)}")
-    return tuple(decls)
+# What a header may declare, validated by pydantic: `models.Header` holds these. They only
+# validate; `column_check` and `sql_check` turn them into `CheckDecl`s.
+COLUMN_CHECK_KINDS = ("unique", "not_null", "relationships", "one_row_per", "accepted_values")
 
 
-def _decl(model_table, name, kind, column, params, where) -> CheckDecl:
+class Strict(BaseModel):
+    """No unknown keys, no type coercion: a header says exactly what it means or fails."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CheckParams(Strict):
+    severity: Literal["error", "warn"] | None = None
+    description: str | None = None
+
+
+class ReferenceParams(CheckParams):
+    """`relationships` and `one_row_per`: the model `to` and its column `field` (default: the same name)."""
+
+    to: str
+    field: str | None = None
+
+
+def _scalar(value: Any) -> Any:
+    if not isinstance(value, (str, int, float, bool)):
+        raise PydanticCustomError("scalar", "a value must be a string, number or boolean, not {value}", {"value": repr(value)})
+    return value
+
+
+class AcceptedValuesParams(CheckParams):
+    values: list[Annotated[Any, AfterValidator(_scalar)]] = Field(min_length=1)
+
+
+class ColumnCheck(Strict):
+    """One entry of a column's `checks:`, `unique` or `{relationships: {to: stg_customers}}`."""
+
+    unique: CheckParams | None = None
+    not_null: CheckParams | None = None
+    relationships: ReferenceParams | None = None
+    one_row_per: ReferenceParams | None = None
+    accepted_values: AcceptedValuesParams | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_kind(cls, entry: Any) -> Any:
+        if isinstance(entry, str):
+            kind, params = entry, {}
+        elif isinstance(entry, dict) and len(entry) == 1:
+            ((kind, params),) = entry.items()
+        else:
+            raise PydanticCustomError(
+                "check_entry",
+                "a column check is a kind name or a one-key mapping kind -> parameters, not {entry}",
+                {"entry": repr(entry)},
+            )
+        if kind not in COLUMN_CHECK_KINDS:
+            raise PydanticCustomError(
+                "unknown_check_kind",
+                "unknown check kind {kind} (use one of {kinds})",
+                {"kind": repr(kind), "kinds": ", ".join(COLUMN_CHECK_KINDS)},
+            )
+        return {kind: {} if params is None else params}
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in COLUMN_CHECK_KINDS if getattr(self, k) is not None)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return getattr(self, self.kind).model_dump(exclude_none=True)
+
+
+class SqlCheck(Strict):
+    """A model-level entry of `checks:`: a query returning the rows that break a rule."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    sql: str
+    severity: Literal["error", "warn"] | None = None
+    description: str | None = None
+
+
+def column_check(model_table: str, column: str, entry: ColumnCheck) -> CheckDecl:
+    """The declaration of a column check, named `<kind>_<column>`."""
+    return _decl(model_table, f"{entry.kind}_{column}", entry.kind, column, entry.params)
+
+
+def sql_check(model_table: str, spec: SqlCheck, sql: str, sql_line: int | None) -> CheckDecl:
+    """The declaration of a model-level check; `sql` is its query as it runs, starting on `sql_line`."""
+    params = spec.model_dump(exclude_none=True) | {"sql": sql}
+    params.pop("name")
+    return _decl(model_table, spec.name, "sql", None, params, sql_line)
+
+
+def _decl(model_table, name, kind, column, params, sql_line=None) -> CheckDecl:
     severity = params.pop("severity", DEFAULT_SEVERITY[kind])
-    if severity not in ("error", "warn"):
-        raise CheckDeclarationError(f"{where}: check {name}: severity must be error or warn")
     description = params.pop("description", None) or _describe(kind, column, params)
-    return CheckDecl(model_table, name, kind, severity, description, column, params)
+    return CheckDecl(model_table, name, kind, severity, description, column, params, sql_line)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,14 @@
 Each file is one model: a YAML header in a leading `/* ... */` comment (description, tags,
 column descriptions, checks) and a plain DuckDB `select`. The file name is the table and the
 asset name, the folder its schema and layer. Upstream tables are parsed from the SQL itself.
+
+Nothing in a model file fails silently: the header is validated (model_header.py), and every
+error names the file and the line in the file, for the header and the SQL alike.
 """
 
 from __future__ import annotations
 
+import graphlib
 import hashlib
 import re
 from dataclasses import dataclass, field, replace
@@ -14,34 +18,30 @@ from functools import cached_property
 from pathlib import Path
 
 import sqlglot
-import yaml
 from sqlglot import exp
 
-from ecommerce_assets.checks import CheckDecl, parse_checks
+from ecommerce_assets.checks import CheckDecl, column_check, sql_check
+from ecommerce_assets.model_header import EXPORT_FORMATS, ModelError, read_header
 from ecommerce_assets.paths import SQL_DIR
 
-# Materialization and tag per layer, the way dbt_project.yml sets them per folder.
-LAYERS: dict[str, str] = {
-    "staging": "view",
-    "intermediate": "table",
-    "marts": "table",
-    "ml": "table",
-    "analyses": "table",
-}
+__all__ = ["EXPORT_FORMATS", "Export", "Model", "ModelError", "load_macros", "load_models", "parse_model", "resolve_deps"]
 
-MATERIALIZATIONS = ("view", "table", "incremental")
+# Every folder of sql/ is a layer (its group, schema and tag) except this one.
+MACROS_DIR = "macros"
 
-# `export:` in a header writes the model's rows to <output_dir>/exports/<file> with DuckDB's COPY.
-EXPORT_FORMATS = {".csv": "format csv, header true", ".parquet": "format parquet"}
+# Materialization per layer, the way dbt_project.yml sets it per folder; `materialized:` in a
+# header overrides it. The one place the defaults are declared.
+MATERIALIZED_BY_LAYER: dict[str, str] = {"staging": "view"}
+DEFAULT_MATERIALIZED = "table"
 
-# The run's analysis date unless the run config sets one: the latest completed order (the seed's
-# RFM reference), so a rerun on the same data gives the same numbers whatever day it runs.
-DEFAULT_ANALYSIS_DATE_SQL = (
-    "select coalesce(max(order_date) filter (where is_completed), max(order_date), current_date)"
-    " from staging.stg_orders"
-)
+# In a check's SQL, the check's own model table (SQLMesh's @this_model), replaced before parsing.
+THIS_MODEL = re.compile(r"@this_model\b", re.IGNORECASE)
 
-_HEADER = re.compile(r"\A\s*/\*(.*?)\*/", re.S)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def default_materialized(layer: str) -> str:
+    return MATERIALIZED_BY_LAYER.get(layer, DEFAULT_MATERIALIZED)
 
 
 @dataclass(frozen=True)
@@ -53,16 +53,15 @@ class Export:
     order_by: str | None = None
 
 
-class ModelError(ValueError):
-    """A model file that cannot be turned into an asset; the message names the file."""
-
-
 @dataclass(frozen=True)
 class Model:
     name: str
     layer: str
     path: Path
+    # The file's text from line `sql_line` (1-based) on, minus trailing whitespace and semicolons:
+    # line N of the statement is line sql_line + N - 1 of the file.
     sql: str
+    sql_line: int
     materialized: str
     description: str
     tags: tuple[str, ...]
@@ -71,6 +70,8 @@ class Model:
     unique_key: str | None = None
     export: Export | None = None
     table_refs: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    # getvariable('analysis_date') is read by the model's SQL or by one of its checks.
+    uses_analysis_date: bool = False
     deps: tuple[str, ...] = ()
     # Filled by resolve_deps: check name -> failing-rows query, and the other tables it reads.
     check_sql: dict[str, str] = field(default_factory=dict, compare=False)
@@ -86,121 +87,118 @@ class Model:
     def table(self) -> str:
         return f"{self.layer}.{self.name}"
 
-    @property
-    def uses_analysis_date(self) -> bool:
-        return "getvariable('analysis_date')" in self.sql
-
     @cached_property
     def code_version(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
 
-    def create_statement(self) -> str:
-        """Build from scratch (for an incremental model: its first run or a full refresh)."""
-        if self.materialized == "incremental":
-            return (
-                f"create or replace table {self.table} as\n"
-                f"select incoming.*, hash(incoming) as row_hash, getvariable('run_started_at') as updated_at\n"
-                f"from (\n{self.sql}\n) as incoming"
-            )
-        return f"create or replace {self.materialized} {self.table} as\n{self.sql}"
 
-    def export_statement(self, path: str) -> str:
-        """COPY of the rows `export:` asks for to `path`; it answers with the number of rows written."""
-        e = self.export
-        query = f"select * from {self.table}"
-        query += f" where {e.where}" if e.where else ""
-        query += f" order by {e.order_by}" if e.order_by else ""
-        quoted = "'" + path.replace("'", "''") + "'"
-        return f"copy ({query}) to {quoted} ({EXPORT_FORMATS[Path(e.file).suffix]})"
-
-    def merge_statements(self) -> list[str]:
-        """An incremental run: upsert on unique_key only the rows whose content changed.
-
-        A row's hash covers every column of the query, so a customer is rewritten when their
-        orders, profile or date-relative measures changed; unchanged rows keep their updated_at.
-        The last statement returns (inserted, updated, deleted).
-        """
-        key, table = self.unique_key, self.table
-        return [
-            f"create or replace temp table incoming as\n"
-            f"select incoming.*, hash(incoming) as row_hash from (\n{self.sql}\n) as incoming",
-            f"create or replace temp table changes as\n"
-            f"select coalesce(n.{key}, t.{key}) as {key},\n"
-            f"    case when t.{key} is null then 'insert' when n.{key} is null then 'delete' else 'update' end as change\n"
-            f"from incoming as n full join {table} as t on n.{key} = t.{key}\n"
-            f"where n.row_hash is distinct from t.row_hash",
-            f"delete from {table} where {key} in (select {key} from changes where change <> 'insert')",
-            f"insert into {table}\n"
-            f"select n.*, getvariable('run_started_at') from incoming as n\n"
-            f"where n.{key} in (select {key} from changes where change <> 'delete')",
-            "select count(*) filter (where change = 'insert'), count(*) filter (where change = 'update'),"
-            " count(*) filter (where change = 'delete') from changes",
-        ]
-
-
-def parse_model(path: Path, layer: str, default_materialized: str = "table") -> Model:
+def parse_model(path: Path, layer: str) -> Model:
+    """One model file; `layer` is its folder. Every error names the file and the line in it."""
     text = path.read_text()
-    match = _HEADER.match(text)
-    header: dict = {}
-    body = text
-    if match:
-        try:
-            header = yaml.safe_load(match.group(1)) or {}
-        except yaml.YAMLError as e:
-            raise ModelError(f"{path}: the header comment is not valid YAML: {e}") from e
-        body = text[match.end() :]
-    body = body.strip().rstrip(";").strip()
-    if not body:
-        raise ModelError(f"{path}: no SQL after the header")
-    unknown = set(header) - {"description", "tags", "columns", "checks", "materialized", "unique_key", "export"}
-    if unknown:
-        raise ModelError(f"{path}: unknown header keys {sorted(unknown)}")
-    materialized = header.get("materialized", default_materialized)
-    if materialized not in MATERIALIZATIONS:
-        raise ModelError(f"{path}: materialized must be one of {MATERIALIZATIONS}, not {materialized!r}")
-    if (materialized == "incremental") != ("unique_key" in header):
-        raise ModelError(f"{path}: an incremental model needs a unique_key, and only it takes one")
+    where = str(path)
+    parsed, body_start = read_header(text, where)
+    header, error = parsed.header, parsed.error
+    sql_line = text.count("\n", 0, body_start) + 1
+    body = text[body_start:].rstrip(" \t\r\n;")
+    if not body.strip():
+        raise ModelError(f"{where}:{sql_line}: no SQL after the header")
+    tree = parse_sql(body, where, sql_line)
 
-    name = path.stem
-    columns = header.get("columns") or {}
+    materialized = header.materialized or default_materialized(layer)
+    if materialized == "incremental" and header.unique_key is None:
+        raise error(("materialized",), "an incremental model needs a unique_key")
+    if materialized != "incremental" and header.unique_key is not None:
+        raise error(("unique_key",), f"only an incremental model takes a unique_key (this one is a {materialized})")
+
+    name, table = path.stem, f"{layer}.{path.stem}"
+    checks: list[tuple[tuple, CheckDecl]] = []
+    for column, spec in header.columns.items():
+        for i, entry in enumerate(spec.checks):
+            checks.append((("columns", column, "checks", i), column_check(table, column, entry)))
+    uses_analysis_date = _reads_analysis_date(tree)
+    for i, spec in enumerate(header.checks):
+        first_line = parsed.text_line(("checks", i, "sql"), spec.sql)
+        sql = THIS_MODEL.sub(table, spec.sql).strip().rstrip(" \t\r\n;")
+        uses_analysis_date |= _reads_analysis_date(parse_sql(sql, where, first_line))
+        checks.append((("checks", i), sql_check(table, spec, sql, first_line)))
+    seen: set[str] = set()
+    for loc, check in checks:
+        if check.name in seen:
+            raise error(loc, f"check name {check.name} is used twice in this model")
+        seen.add(check.name)
+
     return Model(
         name=name,
         layer=layer,
         path=path,
         sql=body,
+        sql_line=sql_line,
         materialized=materialized,
-        unique_key=header.get("unique_key"),
-        export=_parse_export(header.get("export"), path),
-        description=(header.get("description") or f"{layer} model {name}").strip(),
-        tags=tuple(dict.fromkeys([layer, *header.get("tags", [])])),
-        columns={col: (spec or {}).get("description", "") for col, spec in columns.items()},
-        checks=parse_checks(f"{layer}.{name}", columns, header.get("checks") or [], where=str(path)),
-        table_refs=sql_table_refs(body, where=str(path)),
+        unique_key=header.unique_key,
+        export=Export(**header.export.model_dump()) if header.export else None,
+        description=(header.description or f"{layer} model {name}").strip(),
+        tags=tuple(dict.fromkeys([layer, *header.tags])),
+        columns={column: spec.description for column, spec in header.columns.items()},
+        checks=tuple(check for _, check in checks),
+        table_refs=_table_refs(tree),
+        uses_analysis_date=uses_analysis_date,
     )
 
 
-def _parse_export(spec, path: Path) -> Export | None:
-    if spec is None:
-        return None
-    if not isinstance(spec, dict) or "file" not in spec or set(spec) - {"file", "where", "order_by"}:
-        raise ModelError(f"{path}: export takes file and optionally where and order_by, got {spec!r}")
-    if Path(spec["file"]).name != spec["file"] or Path(spec["file"]).suffix not in EXPORT_FORMATS:
-        raise ModelError(f"{path}: export file must be a plain file name ending in one of {sorted(EXPORT_FORMATS)}")
-    return Export(**spec)
+def parse_sql(sql: str, where: str, line: int | None = None) -> exp.Expression:
+    """The one statement `sql` holds. Errors name `where`, and the file line when `line`, the line
+    of the file `sql` starts on, is given (sqlglot counts lines from the start of `sql`)."""
 
+    def at(statement_line: int = 1) -> str:
+        return f"{where}:{line + statement_line - 1}" if line else where
 
-def sql_table_refs(sql: str, where: str = "query") -> frozenset[tuple[str, str]]:
-    """(schema, table) pairs the query reads, CTE names excluded."""
     try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
+        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None and not isinstance(s, exp.Semicolon)]
     except sqlglot.errors.ParseError as e:
-        raise ModelError(f"{where}: cannot parse the SQL: {e}") from e
+        first = e.errors[0] if e.errors else {}
+        column = f" (column {first['col']})" if first.get("col") else ""
+        raise ModelError(f"{at(first.get('line') or 1)}: cannot parse the SQL{column}: {first.get('description') or e}") from e
+    except sqlglot.errors.SqlglotError as e:
+        raise ModelError(f"{at()}: cannot parse the SQL: {e}") from e
+    if len(statements) != 1:
+        raise ModelError(f"{at()}: expected one SQL statement, found {len(statements)}")
+    return statements[0]
+
+
+def _table_refs(tree: exp.Expression) -> frozenset[tuple[str, str]]:
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     return frozenset(
         (t.db, t.name)
         for t in tree.find_all(exp.Table)
         if t.name and not (not t.db and t.name in ctes)
     )
+
+
+def _reads_analysis_date(tree: exp.Expression) -> bool:
+    """getvariable('analysis_date'), the function's name in any case."""
+    return any(
+        f.name.lower() == "getvariable"
+        and len(f.expressions) == 1
+        and isinstance(f.expressions[0], exp.Literal)
+        and f.expressions[0].is_string
+        and f.expressions[0].this == "analysis_date"
+        for f in tree.find_all(exp.Anonymous)
+    )
+
+
+def sql_table_refs(sql: str, where: str = "query", line: int | None = None) -> frozenset[tuple[str, str]]:
+    """(schema, table) pairs the query reads, CTE names excluded."""
+    return _table_refs(parse_sql(sql, where, line))
+
+
+def _ref_line(sql: str, line: int | None, schema: str, table: str) -> int | None:
+    """The file line where `sql`, starting on file line `line`, reads schema.table."""
+    if line is None:
+        return None
+    for t in parse_sql(sql, "query").find_all(exp.Table):
+        if (t.db, t.name) == (schema, table) and t.this.meta.get("line"):
+            return line + t.this.meta["line"] - 1
+    return line
 
 
 def resolve_deps(models: list[Model], source_tables: dict[str, str]) -> list[Model]:
@@ -212,14 +210,16 @@ def resolve_deps(models: list[Model], source_tables: dict[str, str]) -> list[Mod
     """
     schema_of = {**source_tables, **{m.name: m.layer for m in models}}
 
-    def asset_names(refs, model: Model, what: str) -> tuple[str, ...]:
+    def asset_names(refs, model: Model, what: str, sql: str, line: int | None) -> tuple[str, ...]:
         names = []
         for schema, table in sorted(refs):
             if table not in schema_of or (schema and schema != schema_of[table]):
                 known = ", ".join(f"{s}.{t}" for t, s in sorted(schema_of.items()))
+                ref_line = _ref_line(sql, line, schema, table)
                 raise ModelError(
-                    f"{model.path}: {what} reads {schema + '.' if schema else ''}{table}, which is "
-                    f"no model or raw table of this project. Known tables: {known}"
+                    f"{model.path}{f':{ref_line}' if ref_line else ''}: {what} reads "
+                    f"{schema + '.' if schema else ''}{table}, which is no model or raw table of this "
+                    f"project. Known tables: {known}"
                 )
             names.append(table)
         return tuple(dict.fromkeys(names))
@@ -234,18 +234,17 @@ def resolve_deps(models: list[Model], source_tables: dict[str, str]) -> list[Mod
 
     resolved = []
     for model in models:
-        deps = asset_names(model.table_refs, model, "the model")
+        deps = asset_names(model.table_refs, model, "the model", model.sql, model.sql_line)
         if model.name in deps:
             raise ModelError(f"{model.path}: the model reads its own table {model.table}")
         check_sql = {c.name: c.failing_rows_sql(table_of(model, c)) for c in model.checks}
         check_count_sql = {c.name: c.failing_count_sql(table_of(model, c)) for c in model.checks}
-        check_deps = {
-            name: tuple(
-                t for t in asset_names(sql_table_refs(sql, f"{model.path} check {name}"), model, f"check {name}")
-                if t != model.name
-            )
-            for name, sql in check_sql.items()
-        }
+        check_deps = {}
+        for check in model.checks:
+            sql = check_sql[check.name]
+            refs = sql_table_refs(sql, f"{model.path} check {check.name}", check.sql_line)
+            names = asset_names(refs, model, f"check {check.name}", sql, check.sql_line)
+            check_deps[check.name] = tuple(t for t in names if t != model.name)
         resolved.append(
             replace(model, deps=deps, check_sql=check_sql, check_count_sql=check_count_sql, check_deps=check_deps)
         )
@@ -267,42 +266,56 @@ def _inherit_column_descriptions(models: list[Model]) -> list[Model]:
 
 
 def _topological(models: list[Model]) -> list[Model]:
+    """Each model after the models it runs after; the same models always come in the same order."""
     by_name = {m.name: m for m in models}
-    ordered: list[Model] = []
-    state: dict[str, str] = {}
-
-    def visit(model: Model, chain: tuple[str, ...]) -> None:
-        if state.get(model.name) == "done":
-            return
-        if state.get(model.name) == "visiting":
-            raise ModelError(f"dependency cycle: {' -> '.join((*chain, model.name))}")
-        state[model.name] = "visiting"
-        for dep in model.run_after:
-            if dep in by_name:
-                visit(by_name[dep], (*chain, model.name))
-        state[model.name] = "done"
-        ordered.append(model)
-
-    for model in sorted(models, key=lambda m: (list(LAYERS).index(m.layer) if m.layer in LAYERS else 99, m.name)):
-        visit(model, ())
-    return ordered
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for model in sorted(models, key=lambda m: (m.layer, m.name)):
+        sorter.add(model.name, *sorted(d for d in model.run_after if d in by_name))
+    try:
+        return [by_name[name] for name in sorter.static_order()]
+    except graphlib.CycleError as e:
+        cycle = e.args[1]
+        files = ", ".join(str(by_name[name].path) for name in dict.fromkeys(cycle))
+        raise ModelError(f"dependency cycle: {' -> '.join(cycle)} ({files})") from e
 
 
-def load_models(
-    sql_dir: Path = SQL_DIR, layers: dict[str, str] = LAYERS
-) -> list[Model]:
-    """Every model under `sql_dir/<layer>/`, unresolved (see `resolve_deps`)."""
+def load_models(sql_dir: Path = SQL_DIR) -> list[Model]:
+    """Every model under `sql_dir/<layer>/`, unresolved (see `resolve_deps`).
+
+    Every folder of `sql_dir` but `macros/` is a layer (names starting with a dot are skipped).
+    A `.sql` file anywhere else, and finding no model at all, are errors.
+    """
+    if not sql_dir.is_dir():
+        raise ModelError(f"{sql_dir}: no such directory of model files")
+    files = sorted(
+        relative
+        for relative in (p.relative_to(sql_dir) for p in sql_dir.rglob("*.sql"))
+        if not any(part.startswith(".") for part in relative.parts)
+    )
+    misplaced = [f for f in files if len(f.parts) != 2]
+    if misplaced:
+        raise ModelError(
+            f"{sql_dir / misplaced[0]}: not read: a model file belongs directly in {sql_dir}/<layer>/ and a "
+            f"macro in {sql_dir / MACROS_DIR}/ (misplaced: {', '.join(map(str, misplaced))})"
+        )
     models = []
     seen: dict[str, Path] = {}
-    for layer, materialized in layers.items():
-        for path in sorted((sql_dir / layer).glob("*.sql")):
-            if path.stem in seen:
-                raise ModelError(f"{path}: model name {path.stem} is also used by {seen[path.stem]}")
-            seen[path.stem] = path
-            models.append(parse_model(path, layer, materialized))
+    for relative in files:
+        layer, path = relative.parts[0], sql_dir / relative
+        if layer == MACROS_DIR:
+            continue
+        for what, name in (("layer", layer), ("model", path.stem)):
+            if not _NAME.fullmatch(name):
+                raise ModelError(f"{path}: the {what} name {name!r} is not an SQL identifier (letters, digits, _)")
+        if path.stem in seen:
+            raise ModelError(f"{path}: model name {path.stem} is also used by {seen[path.stem]}")
+        seen[path.stem] = path
+        models.append(parse_model(path, layer))
+    if not models:
+        raise ModelError(f"{sql_dir}: no model files found (sql/<layer>/<model>.sql)")
     return models
 
 
 def load_macros(sql_dir: Path = SQL_DIR) -> list[str]:
     """`create or replace macro` statements run before any model, in file-name order."""
-    return [p.read_text() for p in sorted((sql_dir / "macros").glob("*.sql"))]
+    return [p.read_text() for p in sorted((sql_dir / MACROS_DIR).glob("*.sql"))]

@@ -61,6 +61,9 @@ def run_tasks(
 ) -> Iterator:
     """Runs up to `concurrency` tasks at a time on worker threads, each once all of its `after` are done.
 
+    Of the ready tasks, the one with the longest chain of tasks waiting on it starts first (the
+    critical path), then the earliest in `tasks`.
+
     `start(task)` returns the work to run on a worker, or None when there is nothing to run (the
     task then counts as done at once). `finish(task, future)` runs on this thread once the work
     ends; whatever it yields is yielded here. Once `stop` is set no task starts; the running ones
@@ -68,14 +71,14 @@ def run_tasks(
     """
     if concurrency < 1:
         raise ValueError(f"concurrency={concurrency}: use 1 or more")
-    order = {task: i for i, task in enumerate(tasks)}
+    rank = {task: (-height, i) for i, (task, height) in enumerate(_heights(tasks).items())}
     graph = TopologicalSorter({task: task.after for task in tasks})
     graph.prepare()  # raises graphlib.CycleError naming the cycle
     ready: list[Task] = []
     running: dict[Future, Task] = {}
     with ThreadPoolExecutor(concurrency, thread_name_prefix=thread_name) as pool:
         while graph.is_active() and not stop.is_set():
-            ready = sorted([*ready, *graph.get_ready()], key=order.__getitem__)
+            ready = sorted([*ready, *graph.get_ready()], key=rank.__getitem__)
             if ready and len(running) < concurrency:
                 task = ready.pop(0)
                 work = start(task)
@@ -89,3 +92,15 @@ def run_tasks(
                 task = running.pop(future)
                 yield from finish(task, future)
                 graph.done(task)
+
+
+def _heights(tasks: Sequence[Task]) -> dict[Task, int]:
+    """Each task's longest chain of dependents, itself included."""
+    waiting: dict[Task, list[Task]] = {t: [] for t in tasks}
+    for task in tasks:
+        for before in task.after:
+            waiting[before].append(task)
+    heights: dict[Task, int] = {}
+    for task in reversed(list(TopologicalSorter({t: t.after for t in tasks}).static_order())):
+        heights[task] = 1 + max((heights[w] for w in waiting[task]), default=0)
+    return {task: heights[task] for task in tasks}

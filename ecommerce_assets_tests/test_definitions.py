@@ -135,23 +135,23 @@ def write_model(sql_dir, layer, name, sql):
 def test_unknown_table_reference_fails_at_load_with_the_file_and_table(tmp_path):
     write_model(tmp_path, "staging", "stg_orders", "select * from raw.raw_orders")
     write_model(tmp_path, "marts", "fct_x", "with o as (select * from staging.stg_orders)\nselect * from o join staging.stg_ordrs using (order_id)")
-    with pytest.raises(ModelError, match=r"fct_x\.sql: the model reads staging\.stg_ordrs, which is no model"):
+    with pytest.raises(ModelError, match=r"fct_x\.sql:2: the model reads staging\.stg_ordrs, which is no model"):
         resolve_deps(load_models(tmp_path), {r.name: "raw" for r in RAW_TABLES})
 
 
 def test_unknown_check_kind_and_bad_header_fail_clearly(tmp_path):
     write_model(tmp_path, "staging", "stg_a", "/*\ncolumns:\n  id:\n    checks: [uniq]\n*/\nselect 1 as id")
-    with pytest.raises(ValueError, match=r"stg_a\.sql: column id: unknown check kind 'uniq'"):
+    with pytest.raises(ModelError, match=r"stg_a\.sql:4: columns\.id\.checks\[0\]: unknown check kind 'uniq'"):
         load_models(tmp_path)
     write_model(tmp_path, "staging", "stg_a", "/*\ncolumns: [unclosed\n*/\nselect 1 as id")
-    with pytest.raises(ModelError, match=r"stg_a\.sql: the header comment is not valid YAML"):
+    with pytest.raises(ModelError, match=r"stg_a\.sql:3: the header comment is not valid YAML"):
         load_models(tmp_path)
 
 
 @pytest.mark.parametrize("export", ["{file: out.xlsx}", "{file: ../out.csv}", "{where: x > 1}", "{file: a.csv, sort: x}"])
 def test_a_bad_export_header_fails_at_load_with_the_file(tmp_path, export):
     write_model(tmp_path, "analyses", "a", f"/*\nexport: {export}\n*/\nselect 1 as x")
-    with pytest.raises(ModelError, match=r"a\.sql: export"):
+    with pytest.raises(ModelError, match=r"a\.sql:2: export"):
         load_models(tmp_path)
 
 

@@ -1,6 +1,6 @@
 """Benchmark: the whole graph through the Dagster CLI against the same SQL in one plain DuckDB connection.
 
-    python -m ecommerce_assets.benchmark --customers 1000000 --repeat 3 [--workdir DIR] [--format csv|parquet] [--keep]
+    python -m benchmarks.benchmark --customers 1000000 --repeat 3 [--workdir DIR] [--format csv|parquet] [--keep]
         [--seed-scope | --select SELECTION]
 
 Generates the data once (a marker file in <workdir>/data skips that next time), then each repeat runs,
@@ -10,11 +10,9 @@ in alternating order, three subprocesses on a fresh DuckDB file:
   check, one step, up to ECOMMERCE_CONCURRENCY statements at a time) with DAGSTER_HOME in the
   workdir; per-asset times are read back from the instance (`duration_s` of each asset's latest
   materialization, check times from the event timestamps).
-- floor: this module with `--floor`: the macros, the raw loads, each model's create statement (and
-  the COPY of its export where its header declares one) and its checks (one `checks.screen` statement,
-  then `checks.evaluate` for the checks it does not clear, as the factory does) back to back, with
-  the project's own functions and the resource's memory_limit/threads. Charts are not SQL: the
-  floor does not draw them.
+- floor: this module with `--floor`: the project's own engine (`engine.execute`: planner, raw loads,
+  materializations, exports, table stats, checks) one statement at a time, with the resource's
+  memory_limit/threads and no Dagster. Charts are not SQL: the floor does not draw them.
 - seed (CSV data only): `seed_baseline`, the seed tutorial's own SQL (its 4 loads, 11 models and 23
   tests, made to run on DuckDB) with the same settings: what the project is asked to beat.
 
@@ -42,11 +40,13 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 
 # Only the standard library up here: the --floor subprocess must not pay for importing dagster.
 
 SEED = 42
+ROOT = Path(__file__).resolve().parent.parent
 POLL_S = 0.05
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -152,7 +152,7 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> d
 
 def sql_fingerprint() -> str:
     """Hash of every SQL file: other engineers editing models mid-benchmark make repeats incomparable."""
-    from ecommerce_assets.models import SQL_DIR
+    from ecommerce_assets.paths import SQL_DIR
 
     digest = hashlib.sha256()
     for path in sorted(SQL_DIR.rglob("*.sql")):
@@ -173,6 +173,8 @@ def env_for(workdir: Path, db: Path, data_dir: Path) -> dict[str, str]:
         ECOMMERCE_DATA_DIR=str(data_dir),
         ECOMMERCE_OUTPUT_DIR=str(workdir / "output"),
         DAGSTER_HOME=str(workdir / "dagster_home"),
+        # The subprocesses run in the workdir and import this folder as `benchmarks`.
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     )
 
 
@@ -257,7 +259,7 @@ def _run_lean(workdir: Path, data_dir: Path, repeat: int, mode: str, assets: lis
     out = workdir / f"{mode}-{repeat}.json"
     spec = {"db": settings.duckdb_path, "data_dir": settings.data_dir, "config": config, "out": str(out), "assets": assets}
     flag = {"floor": "--floor", "seed": "--seed-sql"}[mode]
-    cmd = [sys.executable, "-m", "ecommerce_assets.benchmark", flag, json.dumps(spec)]
+    cmd = [sys.executable, "-m", "benchmarks.benchmark", flag, json.dumps(spec)]
     result = measure(cmd, env, workdir, workdir / f"{mode}-{repeat}.log")
     result |= json.loads(out.read_text())
     fresh_db(db)
@@ -265,13 +267,16 @@ def _run_lean(workdir: Path, data_dir: Path, repeat: int, mode: str, assets: lis
 
 
 def floor(spec: dict) -> None:
-    """The --floor mode: every statement of a run, timed, on one connection, no orchestrator."""
+    """The --floor mode: the project's own engine (engine.execute) with one statement at a time on one
+    connection, and no orchestrator: every load, model, export and check the Dagster run executes, and
+    the same table stats, with nothing around them. Each event's time is the time since the previous one."""
     t0 = time.perf_counter()
     import duckdb
 
-    from ecommerce_assets.checks import CheckOutcome, evaluate, screen
-    from ecommerce_assets.models import DEFAULT_ANALYSIS_DATE_SQL, load_macros, load_models, resolve_deps
-    from ecommerce_assets.raw import RAW_TABLES, load
+    from ecommerce_assets import engine
+    from ecommerce_assets.models import load_models, resolve_deps
+    from ecommerce_assets.raw import RAW_TABLES
+    from ecommerce_assets.run import Run, RunOptions
 
     statements: list[dict] = []
 
@@ -284,43 +289,28 @@ def floor(spec: dict) -> None:
     imports_s = time.perf_counter() - t0
     models = timed("", "setup", "parse models", lambda: resolve_deps(load_models(), {r.name: "raw" for r in RAW_TABLES}))
     wanted = spec.get("assets")
-    raws = [r for r in RAW_TABLES if wanted is None or r.name in wanted]
-    models = [m for m in models if wanted is None or m.name in wanted]
+    nodes = [n for n in [*RAW_TABLES, *models] if wanted is None or n.name in wanted]
     con = timed("", "setup", "connect", lambda: duckdb.connect(spec["db"], config=spec["config"]))
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # as factory.RunContext
-    con.execute("set variable run_started_at = ?::timestamp", [now])
-
-    def prepare():  # factory._prepare
-        for schema in sorted({"raw", *(m.layer for m in models)}):
-            con.execute(f"create schema if not exists {schema}")
-        for macro in load_macros():
-            con.execute(macro)
-
-    timed("", "setup", "schemas + macros", prepare)
-    for raw in raws:
-        timed(raw.name, "build", "load", lambda: load(con, raw, Path(spec["data_dir"])))
-    checks, analysis_date = {}, None
-    for model in models:
-        if model.uses_analysis_date and analysis_date is None:
-            analysis_date = timed(model.name, "build", "analysis date", lambda: con.execute(DEFAULT_ANALYSIS_DATE_SQL).fetchone()[0])
-            con.execute("set variable analysis_date = ?::date", [analysis_date])
-        timed(model.name, "build", "create", lambda: con.execute(model.create_statement()))
-        if model.export:  # the same COPY the materialization runs (analyses.export_file)
-            exports = Path(spec["out"]).parent / "floor-exports"
-            exports.mkdir(exist_ok=True)
-            timed(model.name, "build", "export", lambda: con.execute(model.export_statement(str(exports / model.export.file))))
-        # As factory._run_checks: one statement counts every check's failures; failing rows only for those that fail.
-        screened = timed(model.name, "check", "screen", lambda: screen(con, model.table, list(model.checks), model.check_count_sql))
-        for check in model.checks:
-            if screened.get(check.name) == 0:
-                outcome = CheckOutcome(0, [], [], model.check_sql[check.name])
-            else:
-                outcome = timed(model.name, "check", check.name, lambda: evaluate(con, model.check_sql[check.name]))
-            checks[f"{model.name}.{check.name}"] = {"passed": outcome.passed, "failing": outcome.failing}
+    options = RunOptions(data_dir=Path(spec["data_dir"]), output_dir=Path(spec["out"]).parent / "floor-output")
+    run = Run(con, options)
+    log = types.SimpleNamespace(info=lambda m: None, warning=print, error=print)
+    checks, last = {}, time.perf_counter()
+    for event in engine.execute(run, nodes, engine.Selection.everything(nodes), {}, log, threading.Event()):
+        now = time.perf_counter()
+        if isinstance(event, engine.Built):
+            statements.append({"asset": event.node.name, "kind": "build", "what": "build", "s": now - last})
+        else:
+            statements.append({"asset": event.node.name, "kind": "check", "what": event.check.name, "s": now - last})
+            outcome = event.outcome
+            checks[f"{event.node.name}.{event.check.name}"] = {
+                "passed": bool(outcome and outcome.passed), "failing": outcome.failing if outcome else None
+            }
+        last = now
+    run.close()
     con.close()
     Path(spec["out"]).write_text(json.dumps({
         "imports_s": imports_s, "in_process_s": time.perf_counter() - t0,
-        "statements": statements, "checks": checks, "analysis_date": str(analysis_date),
+        "statements": statements, "checks": checks, "analysis_date": str(run.analysis_date),
     }))
 
 
@@ -336,7 +326,7 @@ def seed(spec: dict) -> None:
     t0 = time.perf_counter()
     import duckdb
 
-    from ecommerce_assets import seed_baseline
+    from benchmarks import seed_baseline
 
     imports_s = time.perf_counter() - t0
     con = duckdb.connect(spec["db"], config=spec["config"])
@@ -490,7 +480,7 @@ def selected_assets(selection: str | None, seed_scope: bool) -> list[str]:
     every run starts from an empty DuckDB file."""
     import dagster as dg
 
-    from ecommerce_assets import seed_baseline
+    from benchmarks import seed_baseline
     from ecommerce_assets.definitions import defs
 
     graph = defs.resolve_asset_graph()

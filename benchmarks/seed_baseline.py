@@ -1,6 +1,6 @@
 """The seed's own SQL on DuckDB: the benchmark's reference point.
 
-    python -m ecommerce_assets.seed_baseline --data-dir DIR [--db PATH]
+    python -m benchmarks.seed_baseline --data-dir DIR [--db PATH]
 
 `seed_baseline.sql` is the dbt tutorial's project (4 seeds, 11 models, 23 tests) as plain DuckDB
 statements, run back to back the way `dbt seed && dbt run && dbt test` would, minus dbt's own
@@ -23,10 +23,11 @@ from pathlib import Path
 
 import duckdb
 
+from ecommerce_assets.paths import SQL_DIR
+
 SQL_FILE = Path(__file__).with_name("seed_baseline.sql")
-# The seed relies on PostgreSQL's initcap; the project's macro has its semantics (read as a file,
-# not through ecommerce_assets.models, to keep this module's imports lean).
-INITCAP_MACRO = Path(__file__).resolve().parent.parent / "sql" / "macros" / "initcap.sql"
+# The seed relies on PostgreSQL's initcap; the project's macro has its semantics.
+INITCAP_MACRO = SQL_DIR / "macros" / "initcap.sql"
 SCHEMAS = ("raw", "staging", "intermediate", "marts", "ml")
 HEADER = re.compile(r"^-- name: (\S+) kind: (setup|load|model|test)[ \t]*$", re.MULTILINE)
 
