@@ -274,7 +274,7 @@ def floor(spec: dict) -> None:
     import duckdb
 
     from ecommerce_assets import engine
-    from ecommerce_assets.models import load_models, resolve_deps
+    from ecommerce_assets.models import load_macros, load_models, resolve_deps
     from ecommerce_assets.raw import RAW_TABLES
     from ecommerce_assets.run import Run, RunOptions
 
@@ -295,7 +295,8 @@ def floor(spec: dict) -> None:
     run = Run(con, options)
     log = types.SimpleNamespace(info=lambda m: None, warning=print, error=print)
     checks, last = {}, time.perf_counter()
-    for event in engine.execute(run, nodes, engine.Selection.everything(nodes), {}, log, threading.Event()):
+    project = engine.Project(nodes, load_macros())
+    for event in engine.execute(run, project, engine.Selection.everything(nodes), log, threading.Event()):
         now = time.perf_counter()
         if isinstance(event, engine.Built):
             statements.append({"asset": event.node.name, "kind": "build", "what": "build", "s": now - last})

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
 import dagster as dg
 
 from ecommerce_assets import analyses
 from ecommerce_assets.factory import build_warehouse
-from ecommerce_assets.models import load_models, resolve_deps
+from ecommerce_assets.models import load_macros, load_models, resolve_deps
+from ecommerce_assets.paths import SQL_DIR
 from ecommerce_assets.raw import RAW_TABLES
 from ecommerce_assets.resources import DuckDBWarehouse, Settings
 from ecommerce_assets.schedules import checks_job, daily_schedule, warehouse_job
 
 
-def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+def build_definitions(settings: Settings | None = None, sql_dir: Path = SQL_DIR) -> dg.Definitions:
     settings = settings or Settings.from_env()
-    models = resolve_deps(load_models(), {r.name: "raw" for r in RAW_TABLES})
+    models = resolve_deps(load_models(sql_dir), {r.name: "raw" for r in RAW_TABLES})
+    warehouse = build_warehouse(models, settings, after_build=analyses.after_build(models), macros=load_macros(sql_dir))
     return dg.Definitions(
-        assets=[build_warehouse(models, settings, after_build=analyses.after_build(models))],
+        assets=[warehouse],
         jobs=[warehouse_job, checks_job],
         schedules=[daily_schedule(settings)],
         resources={"duckdb": DuckDBWarehouse.from_settings(settings)},

@@ -18,7 +18,7 @@ import duckdb
 
 from ecommerce_assets.checks import CheckDecl, CheckOutcome, evaluate, screen
 from ecommerce_assets.materialize import TableStats, build_model, build_raw, located, table_stats
-from ecommerce_assets.models import Model, ModelError, load_macros
+from ecommerce_assets.models import Model, ModelError
 from ecommerce_assets.planner import Task, plan, run_tasks
 from ecommerce_assets.pump import Log
 from ecommerce_assets.raw import RawLoadError, RawTable, create_load_log
@@ -49,6 +49,16 @@ class Checked:
 
 
 @dataclass(frozen=True)
+class Project:
+    """What a run can build: raw tables and resolved models in dependency order, the macros to
+    create first, and the hand-written work after some models (by model name)."""
+
+    nodes: Sequence[Node]
+    macros: Sequence[str] = ()
+    after_build: Mapping[str, AfterBuild] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Selection:
     """The node names to build and the (node, check) pairs to run."""
 
@@ -73,24 +83,17 @@ class RunFailed(Exception):
         )
 
 
-def prepare(con: duckdb.DuckDBPyConnection, nodes: Sequence[Node]) -> None:
+def prepare(con: duckdb.DuckDBPyConnection, project: Project) -> None:
     """Schemas, the raw load log and the macros, before the workers start (two workers creating
     the same object at once would conflict)."""
-    for schema in sorted({"raw", *(n.layer for n in nodes)}):
+    for schema in sorted({"raw", *(n.layer for n in project.nodes)}):
         con.execute(f"create schema if not exists {schema}")
     create_load_log(con)
-    for macro in load_macros():
+    for macro in project.macros:
         con.execute(macro)
 
 
-def execute(
-    run: Run,
-    nodes: Sequence[Node],
-    selection: Selection,
-    after_build: Mapping[str, AfterBuild],
-    log: Log,
-    stop: threading.Event,
-) -> Iterator[Built | Checked]:
+def execute(run: Run, project: Project, selection: Selection, log: Log, stop: threading.Event) -> Iterator[Built | Checked]:
     """Runs the plan on `run.options.concurrency` worker threads; yields events as tasks finish.
 
     DuckDB's threads rarely keep every core busy through a statement (writes, small aggregates, the
@@ -99,7 +102,8 @@ def execute(
     RunFailed at the end when a selected node failed.
     """
     run.log = log
-    prepare(run.con, nodes)
+    prepare(run.con, project)
+    after_build = project.after_build
     for warm_up in {getattr(after_build.get(n), "warm_up", None) for n in selection.assets} - {None}:
         threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     held_back: set[str] = set()  # not built, or failed a blocking check: downstream must wait
@@ -153,7 +157,7 @@ def execute(
         yield result
 
     concurrency = run.options.concurrency
-    yield from run_tasks(plan(nodes, selection.checks), concurrency, start, finish, stop)
+    yield from run_tasks(plan(project.nodes, selection.checks), concurrency, start, finish, stop)
     if built:
         log.info(f"built, up to {concurrency} statement(s) at a time:\n" + "\n".join(built))
     if failures:

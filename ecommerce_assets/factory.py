@@ -13,7 +13,7 @@ from functools import partial
 import dagster as dg
 
 from ecommerce_assets import engine
-from ecommerce_assets.models import Model
+from ecommerce_assets.models import Model, load_macros
 from ecommerce_assets.pump import pump
 from ecommerce_assets.raw import RAW_TABLES, RawTable
 from ecommerce_assets.resources import DuckDBWarehouse, PipelineConfig, Settings
@@ -29,9 +29,12 @@ def build_warehouse(
     after_build: Mapping[str, engine.AfterBuild] | None = None,
     translator: Translator | None = None,
     name: str = "warehouse",
+    macros: Sequence[str] | None = None,
 ) -> dg.AssetsDefinition:
-    """`models` must be resolved and in dependency order (`models.resolve_deps`)."""
+    """`models` must be resolved and in dependency order (`models.resolve_deps`); `macros`
+    defaults to those of the project's sql/macros/."""
     nodes = [*raw_tables, *models]
+    project = engine.Project(nodes, load_macros() if macros is None else macros, after_build or {})
     translator = translator or Translator()
     keys = {n.name: translator.asset_key(n) for n in nodes}
     names = {key: name for name, key in keys.items()}
@@ -53,7 +56,7 @@ def build_warehouse(
         with duckdb.get_connection() as con:
             run = Run(con, options)
             try:
-                work = partial(engine.execute, run, nodes, selection, after_build or {})
+                work = partial(engine.execute, run, project, selection)
                 for event in pump(work, context.log, run.interrupt):
                     yield to_dagster(event, keys[event.node.name])
             except engine.RunFailed as e:

@@ -6,12 +6,26 @@ Real files in temporary directories; one test per mistake that used to pass unno
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
+from threading import Event
+from types import SimpleNamespace
 
+import dagster as dg
+import duckdb
 import pytest
 
+from ecommerce_assets.definitions import build_definitions
+from ecommerce_assets.engine import Checked, Project, RunFailed, Selection, execute
 from ecommerce_assets.models import ModelError, load_models, resolve_deps
+from ecommerce_assets.paths import SQL_DIR
 from ecommerce_assets.raw import RAW_TABLES
+from ecommerce_assets.run import Run, RunOptions
+
+from .conftest import make_warehouse
+
+DATA_DIR = Path(__file__).parent.parent / "data"
+QUIET = SimpleNamespace(info=lambda m: None, warning=lambda m: None, error=lambda m: None)
 
 SOURCES = {r.name: "raw" for r in RAW_TABLES}
 
@@ -178,3 +192,60 @@ def test_a_dependency_cycle_is_an_error(tmp_path):
     write(tmp_path, "marts/a.sql", "select * from marts.b")
     write(tmp_path, "marts/b.sql", "select * from marts.a")
     assert re.match(r"dependency cycle: (a -> b -> a|b -> a -> b) \(", load_error(tmp_path))
+
+
+# --- the same files through Dagster and the engine ---------------------------------------------
+
+
+def test_a_new_sql_folder_is_a_new_group_that_builds_and_checks_without_python(tmp_path):
+    sql = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql)
+    write(sql, "finance/revenue_by_country.sql", REVENUE_BY_COUNTRY)
+    wh = make_warehouse(tmp_path)
+    wh.defs = build_definitions(wh.settings, sql_dir=sql)
+    graph = wh.defs.resolve_asset_graph()
+    key = dg.AssetKey("revenue_by_country")
+    assert graph.get(key).group_name == "finance"
+    assert {c.name for c in graph.get_check_keys_for_assets({key})} == {"not_null_country", "revenue_not_negative"}
+    result = wh.run(selection=sorted(dg.AssetSelection.from_string("*revenue_by_country").resolve(graph)))
+    assert result.success
+    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key == key}
+    assert evaluations == {"not_null_country": True, "revenue_not_negative": True}
+    assert wh.scalar("select count(*) from finance.revenue_by_country") == len(wh.query("select distinct country from staging.stg_customers"))
+
+
+def _run_project(tmp_path: Path, sql: Path) -> tuple[list, Exception | None]:
+    models = resolve_deps(load_models(sql), SOURCES)
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    run = Run(con, RunOptions(data_dir=DATA_DIR, output_dir=tmp_path / "output"))
+    events, error = [], None
+    try:
+        nodes = [*RAW_TABLES, *models]
+        for event in execute(run, Project(nodes), Selection.everything(nodes), QUIET, Event()):
+            events.append(event)
+    except RunFailed as e:
+        error = e
+    finally:
+        run.close()
+        con.close()
+    return events, error
+
+
+def test_a_sql_error_at_run_time_names_the_file_and_its_line(tmp_path):
+    sql = tmp_path / "sql"
+    path = write(sql, "marts/totals.sql", "/*\ndescription: Totals.\n*/\nselect\n    order_id,\n    sum(order_totl) as t\nfrom raw.raw_orders\ngroup by 1")
+    _, error = _run_project(tmp_path, sql)
+    assert error is not None and f"{path}:6: Binder Error" in str(error) and "LINE 6:" in str(error)
+
+
+def test_a_checks_sql_error_at_run_time_names_the_file_and_its_line(tmp_path):
+    sql = tmp_path / "sql"
+    path = write(
+        sql, "marts/totals.sql",
+        "/*\nchecks:\n  - name: no_gaps\n    sql: |\n      select *\n      from @this_model\n      where missing_column > 0\n*/\n"
+        "select order_id from raw.raw_orders",
+    )
+    events, error = _run_project(tmp_path, sql)
+    assert error is None
+    (checked,) = [e for e in events if isinstance(e, Checked)]
+    assert checked.outcome is None and f"{path}:7: Binder Error" in checked.error

@@ -11,7 +11,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ecommerce_assets.engine import Selection, execute
+from ecommerce_assets.engine import Project, Selection, execute
 from ecommerce_assets.models import load_models, resolve_deps
 from ecommerce_assets.planner import Task, plan, run_tasks
 from ecommerce_assets.pump import pump
@@ -408,7 +408,8 @@ def test_a_terminated_run_interrupts_the_statement_running_on_every_worker(tmp_p
     started = {"slow_b": threading.Event(), "slow_c": threading.Event()}
     con.create_function("started", lambda name: started[name].set() or 0, [str], int, side_effects=True)
     run = Run(con, RunOptions(data_dir=tmp_path, output_dir=tmp_path, concurrency=2))
-    events = pump(partial(execute, run, models, Selection.everything(models), {}), QUIET, run.interrupt)
+    project = Project(models)
+    events = pump(partial(execute, run, project, Selection.everything(models)), QUIET, run.interrupt)
     assert next(events).node.name == "a_quick"
     assert all(e.wait(10) for e in started.values())  # both slow statements are running
     events.close()
