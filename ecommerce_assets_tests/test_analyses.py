@@ -350,7 +350,7 @@ def test_an_unwritable_output_dir_fails_that_asset_with_a_model_error(tmp_path):
     blocker = tmp_path / "output"
     blocker.write_text("a file where the output directory should be")
     model = next(m for m in models if m.name == "winback_targets")
-    with pytest.raises(ModelError, match="winback_targets.sql: export winback_targets.csv: FileExistsError"):
+    with pytest.raises(ModelError, match="winback_targets.sql: export winback_targets.csv: NotADirectoryError"):
         export(con, model, blocker)
 
 

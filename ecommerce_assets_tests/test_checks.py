@@ -55,10 +55,10 @@ def snapshot(wh) -> dict:
     return {t: wh.query(f"select * from {t} order by all") for t in DOWNSTREAM_TABLES}
 
 
-@pytest.fixture
-def clean_then_dirty(tmp_path):
-    """A warehouse built on the bundled data, then run again on the dirty data."""
-    wh = make_warehouse(tmp_path)
+@pytest.fixture(scope="module")
+def clean_then_dirty(tmp_path_factory):
+    """A warehouse built on the bundled data, then run again on the dirty data (read-only for tests)."""
+    wh = make_warehouse(tmp_path_factory.mktemp("clean_then_dirty"))
     assert wh.run().success
     before = snapshot(wh)
     result = wh.run(run_config={"ops": {"warehouse": {"config": {"data_dir": str(DIRTY)}}}})

@@ -128,8 +128,10 @@ def write_data(directory: Path, files: dict[str, str]) -> Path:
     return directory
 
 
-@pytest.fixture
-def edge(tmp_path):
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory):
+    """The edge-case data built once (read-only for tests)."""
+    tmp_path = tmp_path_factory.mktemp("edge")
     wh = make_warehouse(tmp_path, data_dir=write_data(tmp_path / "data", EDGE_DATA))
     return wh, wh.run()
 
