@@ -20,6 +20,9 @@ from ecommerce_assets.run import Run
 PREVIEW_ROWS = {"analyses": 50}
 DEFAULT_PREVIEW_ROWS = 5
 
+# What the merge reports (its RETURNING merge_action) -> the materialization's metadata.
+MERGE_COUNTS = {"INSERT": "rows_inserted", "UPDATE": "rows_updated", "DELETE": "rows_deleted"}
+
 T = TypeVar("T")
 
 _LINE = re.compile(r"\bLINE (\d+):")
@@ -72,7 +75,7 @@ def build_model(run: Run, cur: duckdb.DuckDBPyConnection, model: Model, exists: 
         statement = merge_statement(model)
         # Counted inside DuckDB: a daily run can rewrite every row (recency moves with the date).
         changes = dict(_execute(cur, statement, model, cur.sql).aggregate("merge_action, count(*)").fetchall())
-        metadata |= {f"rows_{action}": changes.get(action.upper(), 0) for action in ("inserted", "updated", "deleted")}
+        metadata |= {key: changes.get(action, 0) for action, key in MERGE_COUNTS.items()}
     else:
         statement = create_statement(model)
         _execute(cur, statement, model)

@@ -13,10 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from ecommerce_assets.paths import PROJECT_DIR, default_data_dir
+from ecommerce_assets.run import RunOptions
 
 TARGETS = {
     "dev": {"duckdb_path": "warehouse/dev.duckdb", "memory_limit": "2GB", "threads": 2, "concurrency": 2},
@@ -48,7 +50,7 @@ class Settings:
         return cls(
             target=target,
             duckdb_path=duckdb_path,
-            data_dir=_absolute(env.get("ECOMMERCE_DATA_DIR", "data")),
+            data_dir=_absolute(env.get("ECOMMERCE_DATA_DIR", str(default_data_dir(target)))),
             output_dir=_absolute(env.get("ECOMMERCE_OUTPUT_DIR", "output")),
             memory_limit=env.get("ECOMMERCE_DUCKDB_MEMORY_LIMIT", defaults["memory_limit"]),
             threads=int(env.get("ECOMMERCE_DUCKDB_THREADS", defaults["threads"])),
@@ -131,3 +133,40 @@ class DuckDBWarehouse(DuckDBResource):
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class PipelineConfig(dg.Config):
+    """Run config of the warehouse step (Materialize all > Open launchpad: ops -> warehouse -> config)."""
+
+    analysis_date: str | None = Field(
+        default=None,
+        description="YYYY-MM-DD date recency, account age and trend windows are measured to. "
+        "Default: the latest completed order date in the data.",
+    )
+    full_refresh: bool = Field(
+        default=False,
+        description="Reload every raw file and rebuild incremental models from scratch (dbt's --full-refresh).",
+    )
+    data_dir: str | None = Field(
+        default=None,
+        description="Directory with raw_customers, raw_orders, raw_order_items, raw_products "
+        "(.csv or .parquet). Default: ECOMMERCE_DATA_DIR, else data/ (dev: else the bundled sample data).",
+    )
+    concurrency: int | None = Field(
+        default=None,
+        description="Statements run at a time (dbt's --threads); 1 runs them back to back. "
+        "Default: ECOMMERCE_CONCURRENCY, else 2 (dev) or 4 (prod).",
+    )
+
+    def run_options(self, settings: Settings) -> RunOptions:
+        """The engine's options; a bad value is a one-line error naming the setting."""
+        try:
+            return RunOptions(
+                data_dir=Path(self.data_dir or settings.data_dir),
+                output_dir=Path(settings.output_dir),
+                concurrency=settings.concurrency if self.concurrency is None else self.concurrency,
+                full_refresh=self.full_refresh,
+                analysis_date=RunOptions.parse_date(self.analysis_date),
+            )
+        except ValueError as e:
+            raise dg.Failure(f"run config {e}") from None
