@@ -29,7 +29,6 @@ DuckDB files and DAGSTER_HOME are deleted at the end; report.json stays.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import os
@@ -53,13 +52,16 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 # --- data -------------------------------------------------------------------------------------------
 
+
 def ensure_data(data_dir: Path, customers: int, fmt: str, seed: int) -> dict[str, int]:
     """Generate the raw files unless the marker says they are already there; returns rows per file."""
     from ecommerce_assets import generate
 
     marker = data_dir / ".benchmark.json"
     wanted = {
-        "customers": customers, "format": fmt, "seed": seed,
+        "customers": customers,
+        "format": fmt,
+        "seed": seed,
         "generator": hashlib.sha256(Path(generate.__file__).read_bytes()).hexdigest()[:16],
     }
     if marker.exists():
@@ -71,12 +73,15 @@ def ensure_data(data_dir: Path, customers: int, fmt: str, seed: int) -> dict[str
     print(f"data: generating {customers:,} customers as {fmt} into {data_dir} ...", flush=True)
     started = time.perf_counter()
     rows = generate.generate(data_dir, customers, seed=seed, fmt=fmt)
-    print(f"data: {', '.join(f'{k}={v:,}' for k, v in rows.items())} in {time.perf_counter() - started:.1f} s", flush=True)
+    print(
+        f"data: {', '.join(f'{k}={v:,}' for k, v in rows.items())} in {time.perf_counter() - started:.1f} s", flush=True
+    )
     marker.write_text(json.dumps({**wanted, "rows": rows}))
     return rows
 
 
 # --- measuring a subprocess -------------------------------------------------------------------------
+
 
 def tree_memory(root: int) -> tuple[int, dict[int, int]]:
     """Summed RSS of `root` and all its descendants, and each one's own peak so far (VmHWM), in bytes."""
@@ -144,9 +149,14 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> d
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
         raise SystemExit(f"FAILED (exit {proc.returncode}): {' '.join(cmd)}\n--- last lines of {log_path} ---\n{tail}")
     return {
-        "wall_s": wall, "started_at": started_at, "ended_at": started_at + wall,
-        "cpu_s": cpu, "others_cores": max(0.0, busy - cpu) / wall,
-        "peak_tree_rss": peak, "max_single_rss": max(hwm.values(), default=0), "processes": len(hwm),
+        "wall_s": wall,
+        "started_at": started_at,
+        "ended_at": started_at + wall,
+        "cpu_s": cpu,
+        "others_cores": max(0.0, busy - cpu) / wall,
+        "peak_tree_rss": peak,
+        "max_single_rss": max(hwm.values(), default=0),
+        "processes": len(hwm),
     }
 
 
@@ -180,11 +190,20 @@ def env_for(workdir: Path, db: Path, data_dir: Path) -> dict[str, str]:
 
 # --- dagster ----------------------------------------------------------------------------------------
 
+
 def run_dagster(workdir: Path, data_dir: Path, repeat: int, assets: list[str] | None) -> dict:
     db = workdir / "dagster.duckdb"
     fresh_db(db)
     dagster = str(Path(sys.executable).parent / "dagster")
-    cmd = [dagster, "asset", "materialize", "-m", "ecommerce_assets.definitions", "--select", ",".join(assets) if assets else "*"]
+    cmd = [
+        dagster,
+        "asset",
+        "materialize",
+        "-m",
+        "ecommerce_assets.definitions",
+        "--select",
+        ",".join(assets) if assets else "*",
+    ]
     result = measure(cmd, env_for(workdir, db, data_dir), workdir, workdir / f"dagster-{repeat}.log")
     result |= dagster_events(workdir / "dagster_home", result["started_at"], result["ended_at"], assets)
     fresh_db(db)
@@ -213,8 +232,12 @@ def dagster_events(home: Path, started_at: float, ended_at: float, assets: list[
                 print(f"  WARNING: {name} was not materialized by run {run.run_id}", flush=True)
                 continue
             meta = entry.asset_materialization.metadata
-            assets[name] = {"duration_s": meta["duration_s"].value, "rows": meta["dagster/row_count"].value,
-                            "materialized_at": entry.timestamp, "checks_s": 0.0}
+            assets[name] = {
+                "duration_s": meta["duration_s"].value,
+                "rows": meta["dagster/row_count"].value,
+                "materialized_at": entry.timestamp,
+                "checks_s": 0.0,
+            }
     checks = {}
     for e in logs:
         if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
@@ -226,7 +249,9 @@ def dagster_events(home: Path, started_at: float, ended_at: float, assets: list[
                 assets[asset]["checks_s"] = e.timestamp - assets[asset]["materialized_at"]
     T = dg.DagsterEventType
     return {
-        "run_id": run.run_id, "assets": assets, "checks": checks,
+        "run_id": run.run_id,
+        "assets": assets,
+        "checks": checks,
         "timeline": {
             "cli_start_to_run_start_s": at[T.RUN_START] - started_at,
             "run_start_to_step_start_s": at[T.STEP_START] - at[T.RUN_START],
@@ -237,6 +262,7 @@ def dagster_events(home: Path, started_at: float, ended_at: float, assets: list[
 
 
 # --- floor ------------------------------------------------------------------------------------------
+
 
 def run_floor(workdir: Path, data_dir: Path, repeat: int, assets: list[str] | None) -> dict:
     return _run_lean(workdir, data_dir, repeat, "floor", assets)
@@ -257,7 +283,13 @@ def _run_lean(workdir: Path, data_dir: Path, repeat: int, mode: str, assets: lis
     if settings.temp_directory:
         config["temp_directory"] = settings.temp_directory
     out = workdir / f"{mode}-{repeat}.json"
-    spec = {"db": settings.duckdb_path, "data_dir": settings.data_dir, "config": config, "out": str(out), "assets": assets}
+    spec = {
+        "db": settings.duckdb_path,
+        "data_dir": settings.data_dir,
+        "config": config,
+        "out": str(out),
+        "assets": assets,
+    }
     flag = {"floor": "--floor", "seed": "--seed-sql"}[mode]
     cmd = [sys.executable, "-m", "benchmarks.benchmark", flag, json.dumps(spec)]
     result = measure(cmd, env, workdir, workdir / f"{mode}-{repeat}.log")
@@ -287,7 +319,9 @@ def floor(spec: dict) -> None:
         return value
 
     imports_s = time.perf_counter() - t0
-    models = timed("", "setup", "parse models", lambda: resolve_deps(load_models(), {r.name: "raw" for r in RAW_TABLES}))
+    models = timed(
+        "", "setup", "parse models", lambda: resolve_deps(load_models(), {r.name: "raw" for r in RAW_TABLES})
+    )
     wanted = spec.get("assets")
     nodes = [n for n in [*RAW_TABLES, *models] if wanted is None or n.name in wanted]
     con = timed("", "setup", "connect", lambda: duckdb.connect(spec["db"], config=spec["config"]))
@@ -304,18 +338,27 @@ def floor(spec: dict) -> None:
             statements.append({"asset": event.node.name, "kind": "check", "what": event.check.name, "s": now - last})
             outcome = event.outcome
             checks[f"{event.node.name}.{event.check.name}"] = {
-                "passed": bool(outcome and outcome.passed), "failing": outcome.failing if outcome else None
+                "passed": bool(outcome and outcome.passed),
+                "failing": outcome.failing if outcome else None,
             }
         last = now
     run.close()
     con.close()
-    Path(spec["out"]).write_text(json.dumps({
-        "imports_s": imports_s, "in_process_s": time.perf_counter() - t0,
-        "statements": statements, "checks": checks, "analysis_date": str(run.analysis_date),
-    }))
+    Path(spec["out"]).write_text(
+        json.dumps(
+            {
+                "imports_s": imports_s,
+                "in_process_s": time.perf_counter() - t0,
+                "statements": statements,
+                "checks": checks,
+                "analysis_date": str(run.analysis_date),
+            }
+        )
+    )
 
 
 # --- seed -------------------------------------------------------------------------------------------
+
 
 def run_seed(workdir: Path, data_dir: Path, repeat: int, assets: list[str] | None) -> dict:
     """The seed's own SQL (`seed_baseline`), always its whole scope, with the same connection settings as the floor."""
@@ -333,14 +376,26 @@ def seed(spec: dict) -> None:
     con = duckdb.connect(spec["db"], config=spec["config"])
     results = seed_baseline.run(con, spec["data_dir"])
     con.close()
-    Path(spec["out"]).write_text(json.dumps({
-        "imports_s": imports_s, "in_process_s": time.perf_counter() - t0,
-        "statements": [{"asset": r["name"], "kind": r["kind"], "what": r["kind"], "s": r["s"]} for r in results],
-        "checks": {r["name"]: {"passed": not r["failing"], "failing": r["failing"]} for r in results if r["kind"] == "test"},
-    }))
+    Path(spec["out"]).write_text(
+        json.dumps(
+            {
+                "imports_s": imports_s,
+                "in_process_s": time.perf_counter() - t0,
+                "statements": [
+                    {"asset": r["name"], "kind": r["kind"], "what": r["kind"], "s": r["s"]} for r in results
+                ],
+                "checks": {
+                    r["name"]: {"passed": not r["failing"], "failing": r["failing"]}
+                    for r in results
+                    if r["kind"] == "test"
+                },
+            }
+        )
+    )
 
 
 # --- report -----------------------------------------------------------------------------------------
+
 
 def summarize(args, rows: dict, settings, runs: dict[str, list[dict]]) -> dict:
     med = statistics.median
@@ -351,34 +406,46 @@ def summarize(args, rows: dict, settings, runs: dict[str, list[dict]]) -> dict:
         n_checks[check.split(".")[0]] += 1
     assets = []
     for name in n_checks:
-        def floor_s(run, kind):
+
+        def floor_s(run, kind, name=name):
             return sum(s["s"] for s in run["statements"] if s["asset"] == name and s["kind"] == kind)
+
         got = [r["assets"][name] for r in dag if name in r["assets"]]
-        assets.append({
-            "asset": name,
-            "rows": got[-1]["rows"] if got else None,
-            "checks": n_checks[name],
-            "dagster_s": med([a["duration_s"] for a in got]) if got else None,
-            "floor_s": med([floor_s(r, "build") for r in flo]),
-            "dagster_checks_s": med([a["checks_s"] for a in got]) if got else None,
-            "floor_checks_s": med([floor_s(r, "check") for r in flo]),
-        })
+        assets.append(
+            {
+                "asset": name,
+                "rows": got[-1]["rows"] if got else None,
+                "checks": n_checks[name],
+                "dagster_s": med([a["duration_s"] for a in got]) if got else None,
+                "floor_s": med([floor_s(r, "build") for r in flo]),
+                "dagster_checks_s": med([a["checks_s"] for a in got]) if got else None,
+                "floor_checks_s": med([floor_s(r, "check") for r in flo]),
+            }
+        )
     statements = {}
     for r in flo:
         for s in r["statements"]:
             statements.setdefault((s["asset"], s["kind"], s["what"]), []).append(s["s"])
-    slowest = sorted(({"asset": a, "kind": k, "what": w, "median_s": med(v)} for (a, k, w), v in statements.items()),
-                     key=lambda s: -s["median_s"])
+    slowest = sorted(
+        ({"asset": a, "kind": k, "what": w, "median_s": med(v)} for (a, k, w), v in statements.items()),
+        key=lambda s: -s["median_s"],
+    )
     walls = {k: [r["wall_s"] for r in v] for k, v in runs.items()}
     failed = {
-        kind: sorted({name for r in runs[kind] for name, c in r["checks"].items() if not c["passed"]})
-        for kind in runs
+        kind: sorted({name for r in runs[kind] for name, c in r["checks"].items() if not c["passed"]}) for kind in runs
     }
     return {
-        "customers": args.customers, "format": args.format, "seed": args.seed, "repeat": args.repeat,
+        "customers": args.customers,
+        "format": args.format,
+        "seed": args.seed,
+        "repeat": args.repeat,
         "scope": "the seed's scope" if args.seed_scope else args.select or "the whole graph",
-        "duckdb": {"memory_limit": settings.memory_limit, "threads": settings.threads or "default",
-                   "cores": os.cpu_count(), "concurrency": settings.concurrency},
+        "duckdb": {
+            "memory_limit": settings.memory_limit,
+            "threads": settings.threads or "default",
+            "cores": os.cpu_count(),
+            "concurrency": settings.concurrency,
+        },
         "raw_rows": rows,
         "assets": assets,
         "wall_s": {k: {"median": med(v), "min": min(v), "max": max(v), "all": v} for k, v in walls.items()},
@@ -386,12 +453,14 @@ def summarize(args, rows: dict, settings, runs: dict[str, list[dict]]) -> dict:
         "others_cores": {k: [round(r["others_cores"], 2) for r in v] for k, v in runs.items()},
         "ratio_dagster_over_floor": med(walls["dagster"]) / med(walls["floor"]),
         # Each repeat runs the contenders back to back, so a repeat's own ratio shows the noise.
-        "ratio_dagster_over_floor_per_repeat": [d / f for d, f in zip(walls["dagster"], walls["floor"])],
+        "ratio_dagster_over_floor_per_repeat": [d / f for d, f in zip(walls["dagster"], walls["floor"], strict=True)],
         "ratio_dagster_over_seed": med(walls["dagster"]) / med(walls["seed"]) if "seed" in walls else None,
         "seed_breakdown_s": {
             f"{kind}s": med([sum(st["s"] for st in r["statements"] if st["kind"] == kind) for r in runs["seed"]])
             for kind in ("setup", "load", "model", "test")
-        } if "seed" in runs else None,
+        }
+        if "seed" in runs
+        else None,
         "peak_tree_rss": {k: max(r["peak_tree_rss"] for r in v) for k, v in runs.items()},
         "max_single_rss": {k: max(r["max_single_rss"] for r in v) for k, v in runs.items()},
         "processes_in_tree": {k: max(r["processes"] for r in v) for k, v in runs.items()},
@@ -399,7 +468,9 @@ def summarize(args, rows: dict, settings, runs: dict[str, list[dict]]) -> dict:
         "dagster_checks_evaluated": len(dag[-1]["checks"]),
         "floor_breakdown_s": {
             "python start/exit + imports": med([r["wall_s"] - r["in_process_s"] + r["imports_s"] for r in flo]),
-            "setup (parse, connect, macros)": med([sum(s["s"] for s in r["statements"] if s["kind"] == "setup") for r in flo]),
+            "setup (parse, connect, macros)": med(
+                [sum(s["s"] for s in r["statements"] if s["kind"] == "setup") for r in flo]
+            ),
             "raw loads + models": med([sum(s["s"] for s in r["statements"] if s["kind"] == "build") for r in flo]),
             "checks": med([sum(s["s"] for s in r["statements"] if s["kind"] == "check") for r in flo]),
         },
@@ -430,9 +501,13 @@ def render(s: dict) -> str:
     ]
     for a in s["assets"]:
         rows = "-" if a["rows"] is None else f"{a['rows']:,}"
-        out.append(f"  {a['asset']:<34}{rows:>12}  {sec(a['dagster_s']):>8}  {sec(a['floor_s']):>8}   "
-                   f"{a['checks']:>6}  {sec(a['dagster_checks_s']):>8}  {sec(a['floor_checks_s']):>8}")
-    total = {k: sum(a[k] or 0 for a in s["assets"]) for k in ("dagster_s", "floor_s", "dagster_checks_s", "floor_checks_s")}
+        out.append(
+            f"  {a['asset']:<34}{rows:>12}  {sec(a['dagster_s']):>8}  {sec(a['floor_s']):>8}   "
+            f"{a['checks']:>6}  {sec(a['dagster_checks_s']):>8}  {sec(a['floor_checks_s']):>8}"
+        )
+    total = {
+        k: sum(a[k] or 0 for a in s["assets"]) for k in ("dagster_s", "floor_s", "dagster_checks_s", "floor_checks_s")
+    }
     out += [
         f"  {'sum':<34}{'':>12}  {sec(total['dagster_s']):>8}  {sec(total['floor_s']):>8}   "
         f"{sum(a['checks'] for a in s['assets']):>6}  {sec(total['dagster_checks_s']):>8}  {sec(total['floor_checks_s']):>8}",
@@ -444,30 +519,46 @@ def render(s: dict) -> str:
         f"total wall time (s)   {'median':>8} {'min':>8} {'max':>8}   cpu s (median)   cores used by other processes, per run",
     ]
     for k, w in s["wall_s"].items():
-        out.append(f"  {k:<20}{w['median']:>8.2f} {w['min']:>8.2f} {w['max']:>8.2f}   {s['cpu_s'][k]:>14.1f}   "
-                   + " ".join(f"{c:.2f}" for c in s["others_cores"][k]))
+        out.append(
+            f"  {k:<20}{w['median']:>8.2f} {w['min']:>8.2f} {w['max']:>8.2f}   {s['cpu_s'][k]:>14.1f}   "
+            + " ".join(f"{c:.2f}" for c in s["others_cores"][k])
+        )
     out += [
         f"  ratio dagster/floor (medians): {s['ratio_dagster_over_floor']:.2f}x"
         + (f", dagster/seed: {s['ratio_dagster_over_seed']:.2f}x" if s["ratio_dagster_over_seed"] else "")
-        + "; dagster/floor per repeat: " + " ".join(f"{r:.2f}x" for r in s["ratio_dagster_over_floor_per_repeat"]),
+        + "; dagster/floor per repeat: "
+        + " ".join(f"{r:.2f}x" for r in s["ratio_dagster_over_floor_per_repeat"]),
         "",
-        "dagster wall, median s: " + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f}"
-                                             for k, v in s["dagster_timeline_s"].items()),
+        "dagster wall, median s: "
+        + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f}" for k, v in s["dagster_timeline_s"].items()),
         f"  ({s['dagster_checks_evaluated']} check evaluations in the last run)",
         "floor wall, median s: " + ", ".join(f"{k} {v:.2f}" for k, v in s["floor_breakdown_s"].items()),
-        *(["seed wall, median s (its 4 CSV loads, 11 models, 23 tests): "
-           + ", ".join(f"{k} {v:.2f}" for k, v in s["seed_breakdown_s"].items())] if s["seed_breakdown_s"] else []),
+        *(
+            [
+                "seed wall, median s (its 4 CSV loads, 11 models, 23 tests): "
+                + ", ".join(f"{k} {v:.2f}" for k, v in s["seed_breakdown_s"].items())
+            ]
+            if s["seed_breakdown_s"]
+            else []
+        ),
         "",
         "peak memory, max over repeats   process tree (sum of RSS, /proc every 50 ms)   largest process (VmHWM)",
     ]
     for k in s["peak_tree_rss"]:
-        out.append(f"  {k:<30}{mb(s['peak_tree_rss'][k]):>20}{mb(s['max_single_rss'][k]):>38}"
-                   f"   ({s['processes_in_tree'][k]} process(es))")
+        out.append(
+            f"  {k:<30}{mb(s['peak_tree_rss'][k]):>20}{mb(s['max_single_rss'][k]):>38}"
+            f"   ({s['processes_in_tree'][k]} process(es))"
+        )
     out += ["", "slowest floor statements, median s:"]
-    out += [f"  {st['median_s']:8.2f}  {st['asset'] or '-'} {st['kind']} {st['what']}" for st in s["floor_slowest_statements"]]
+    out += [
+        f"  {st['median_s']:8.2f}  {st['asset'] or '-'} {st['kind']} {st['what']}"
+        for st in s["floor_slowest_statements"]
+    ]
     if len(s["sql_fingerprints"]) > 1:
-        out.append(f"WARNING: the SQL files changed during the benchmark ({', '.join(s['sql_fingerprints'])}): "
-                   "repeats ran different SQL")
+        out.append(
+            f"WARNING: the SQL files changed during the benchmark ({', '.join(s['sql_fingerprints'])}): "
+            "repeats ran different SQL"
+        )
     for k, names in s["failed_checks"].items():
         if names:
             out.append(f"checks that failed ({k}): {', '.join(names)}")
@@ -475,6 +566,7 @@ def render(s: dict) -> str:
 
 
 # --- main -------------------------------------------------------------------------------------------
+
 
 def selected_assets(selection: str | None, seed_scope: bool) -> list[str]:
     """The assets a --select or --seed-scope run builds. Their upstream assets must be among them:
@@ -495,8 +587,9 @@ def selected_assets(selection: str | None, seed_scope: bool) -> list[str]:
     missing = dg.AssetSelection.assets(*keys).upstream().resolve(graph) - keys
     if not keys or missing:
         raise SystemExit(
-            f"--select {selection!r} selects no asset" if not keys else
-            f"--select {selection!r} leaves out upstream assets {sorted(k.to_user_string() for k in missing)}: "
+            f"--select {selection!r} selects no asset"
+            if not keys
+            else f"--select {selection!r} leaves out upstream assets {sorted(k.to_user_string() for k in missing)}: "
             "every run starts from an empty DuckDB file, so select them too ('*name' selects name and all it reads)"
         )
     return sorted(k.to_user_string() for k in keys)
@@ -511,8 +604,12 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--keep", action="store_true", help="keep the data, DuckDB files and DAGSTER_HOME")
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("--seed-scope", action="store_true", help="dagster and floor build only what the seed's SQL builds")
-    scope.add_argument("--select", help="Dagster asset selection for dagster and floor, with its upstream assets; no seed run")
+    scope.add_argument(
+        "--seed-scope", action="store_true", help="dagster and floor build only what the seed's SQL builds"
+    )
+    scope.add_argument(
+        "--select", help="Dagster asset selection for dagster and floor, with its upstream assets; no seed run"
+    )
     parser.add_argument("--floor", help=argparse.SUPPRESS)  # internal: the floor subprocess
     parser.add_argument("--seed-sql", help=argparse.SUPPRESS)  # internal: the seed's SQL subprocess
     args = parser.parse_args(argv)
@@ -545,8 +642,11 @@ def main(argv=None) -> None:
             sql = sql_fingerprint()
             r = runners[kind](workdir, data_dir, i, assets)
             r["sql_fingerprint"] = sql if sql == sql_fingerprint() else "changed during the run"
-            print(f"{r['wall_s']:.2f} s (cpu {r['cpu_s']:.1f} s; other processes used {r['others_cores']:.2f} cores),"
-                  f" peak {r['peak_tree_rss'] / 2**20:,.0f} MB", flush=True)
+            print(
+                f"{r['wall_s']:.2f} s (cpu {r['cpu_s']:.1f} s; other processes used {r['others_cores']:.2f} cores),"
+                f" peak {r['peak_tree_rss'] / 2**20:,.0f} MB",
+                flush=True,
+            )
             runs[kind].append(r)
 
     summary = summarize(args, rows, Settings.from_env(env_for(workdir, workdir / "x.duckdb", data_dir)), runs)
@@ -555,10 +655,18 @@ def main(argv=None) -> None:
     report = workdir / "report.json"
     report.write_text(json.dumps(summary, indent=2, default=str))
     if not args.keep:
-        for p in [data_dir, home, workdir / "output", *workdir.glob("dagster-*.log"),
-                  *workdir.glob("floor-*"), *workdir.glob("seed-*")]:
+        for p in [
+            data_dir,
+            home,
+            workdir / "output",
+            *workdir.glob("dagster-*.log"),
+            *workdir.glob("floor-*"),
+            *workdir.glob("seed-*"),
+        ]:
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    print(f"\nreport: {report}" + ("" if args.keep else " (data, databases and DAGSTER_HOME deleted; --keep keeps them)"))
+    print(
+        f"\nreport: {report}" + ("" if args.keep else " (data, databases and DAGSTER_HOME deleted; --keep keeps them)")
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ def statements(data_dir: str) -> list[tuple[str, str, str]]:
     text = SQL_FILE.read_text().replace("{data_dir}", str(data_dir).rstrip("/").replace("'", "''"))
     parts = HEADER.split(text)[1:]  # drop the file's leading comment; then name, kind, body triples
     return [("initcap", "setup", INITCAP_MACRO.read_text().strip().rstrip(";"))] + [
-        (name, kind, body.strip().rstrip(";").strip()) for name, kind, body in zip(parts[0::3], parts[1::3], parts[2::3])
+        (name, kind, body.strip().rstrip(";").strip())
+        for name, kind, body in zip(parts[0::3], parts[1::3], parts[2::3], strict=True)
     ]
 
 

@@ -24,8 +24,8 @@ import duckdb
 
 from ecommerce_assets.engine import AfterBuild
 from ecommerce_assets.materialize import output_path, write_atomically
-from ecommerce_assets.run import Run
 from ecommerce_assets.models import Model, ModelError
+from ecommerce_assets.run import Run
 
 DPI = 100
 
@@ -73,8 +73,12 @@ def rfm_heatmap(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -> dict:
     scores = range(1, 6)  # rows: frequency 1-5, columns: recency 1-5, whatever cells the table has
 
     def grid(column: str, empty: float):
-        return cells.pivot_table(index="frequency_score", columns="recency_score", values=column, aggfunc="sum")\
-            .reindex(index=scores, columns=scores).fillna(empty).to_numpy(dtype=float)
+        return (
+            cells.pivot_table(index="frequency_score", columns="recency_score", values=column, aggfunc="sum")
+            .reindex(index=scores, columns=scores)
+            .fillna(empty)
+            .to_numpy(dtype=float)
+        )
 
     counts, values = grid("customer_count", 0.0), grid("avg_value", np.nan)
 
@@ -94,8 +98,15 @@ def rfm_heatmap(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -> dict:
         peak = np.nanmax(grid) if np.isfinite(grid).any() else 0
         for (y, x), cell in np.ndenumerate(grid):
             if counts[y, x]:  # label occupied cells only
-                ax.text(x, y, f"{cell:,.0f}", ha="center", va="center", fontsize=9,
-                        color="white" if peak and cell > peak * 0.6 else "black")
+                ax.text(
+                    x,
+                    y,
+                    f"{cell:,.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if peak and cell > peak * 0.6 else "black",
+                )
     fig.suptitle(f"RFM grid: {int(counts.sum()):,} customers")
     return _save_chart(fig, run, "rfm_heatmap")
 
@@ -154,7 +165,7 @@ def product_tier_chart(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -
         for category, heights in stacks.iterrows():
             heights = heights.tolist()
             ax.bar(tiers, heights, bottom=bottom, label=category)
-            bottom = [b + h for b, h in zip(bottom, heights)]
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
         ax.legend(fontsize=8, title="Category")
     else:
         _no_data(ax)
@@ -216,9 +227,7 @@ EXTRAS: dict[str, tuple[AfterBuild, ...]] = {
 }
 
 
-def after_build(
-    models: Iterable[Model], extras: Mapping[str, Sequence[AfterBuild]] = EXTRAS
-) -> dict[str, AfterBuild]:
+def after_build(models: Iterable[Model], extras: Mapping[str, Sequence[AfterBuild]] = EXTRAS) -> dict[str, AfterBuild]:
     """The `after_build` mapping for `build_warehouse`: each model's charts.
 
     Fails when `extras` names a model that does not exist, so a renamed SQL file cannot silently

@@ -8,9 +8,9 @@ pydantic models that validate the declarations.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -180,7 +180,9 @@ class ReferenceParams(CheckParams):
 
 def _scalar(value: Any) -> Any:
     if not isinstance(value, (str, int, float, bool)):
-        raise PydanticCustomError("scalar", "a value must be a string, number or boolean, not {value}", {"value": repr(value)})
+        raise PydanticCustomError(
+            "scalar", "a value must be a string, number or boolean, not {value}", {"value": repr(value)}
+        )
     return value
 
 
@@ -276,17 +278,15 @@ def screen(con, table: str, checks: list[CheckDecl], count_sql: Mapping[str, str
         return {}
     aggregates = [c for c in checks if c.screen]
     counted = [c for c in checks if not c.screen]
-    columns = [f"{c.screen} as \"{c.name}\"" for c in aggregates]
-    columns += [f"({count_sql[c.name]}) as \"{c.name}\"" for c in counted]
+    columns = [f'{c.screen} as "{c.name}"' for c in aggregates]
+    columns += [f'({count_sql[c.name]}) as "{c.name}"' for c in counted]
     row = con.execute("select " + ", ".join(columns) + (f" from {table}" if aggregates else "")).fetchone()
-    return {c.name: value for c, value in zip([*aggregates, *counted], row)}
+    return {c.name: value for c, value in zip([*aggregates, *counted], row, strict=True)}
 
 
 def evaluate(con, sql: str) -> CheckOutcome:
     """Run a failing-rows query once: the count and a sample come from the same scan."""
-    cursor = con.execute(
-        f"select *, count(*) over () as __failing from ({sql}) limit {SAMPLE_ROWS}"
-    )
+    cursor = con.execute(f"select *, count(*) over () as __failing from ({sql}) limit {SAMPLE_ROWS}")
     columns = [d[0] for d in cursor.description][:-1]
     rows = cursor.fetchall()
     failing = rows[0][-1] if rows else 0

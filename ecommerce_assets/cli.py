@@ -25,25 +25,33 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="run only the checks against the tables already in the DuckDB file")
     for command in (build, check):
         command.add_argument("--select", help="Dagster asset selection, e.g. 'tag:ml' or 'fct_customer_metrics*'")
-        command.add_argument("--threads", type=int, help="statements run at a time (dbt's --threads); default: ECOMMERCE_CONCURRENCY")
+        command.add_argument(
+            "--threads", type=int, help="statements run at a time (dbt's --threads); default: ECOMMERCE_CONCURRENCY"
+        )
     args = parser.parse_args(argv)
 
     from ecommerce_assets.definitions import defs  # after parsing, so --help is instant
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    keys = sorted(dg.AssetSelection.from_string(args.select).resolve(defs.resolve_asset_graph())) if args.select else None
+    keys = (
+        sorted(dg.AssetSelection.from_string(args.select).resolve(defs.resolve_asset_graph())) if args.select else None
+    )
     if args.command == "check":
         job = defs.resolve_job_def("checks_job")
         if keys:
             subset = dg.define_asset_job("checks_of_selection", selection=dg.AssetSelection.checks_for_assets(*keys))
             job = dg.Definitions.merge(defs, dg.Definitions(jobs=[subset])).resolve_job_def(subset.name)
-        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=_run_config(concurrency=args.threads))
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False, run_config=_run_config(concurrency=args.threads)
+        )
     else:
         result = defs.resolve_job_def("warehouse_job").execute_in_process(
             instance=instance,
             raise_on_error=False,
             run_config=_run_config(
-                analysis_date=args.analysis_date, data_dir=args.data_dir, full_refresh=args.full_refresh,
+                analysis_date=args.analysis_date,
+                data_dir=args.data_dir,
+                full_refresh=args.full_refresh,
                 concurrency=args.threads,
             ),
             asset_selection=keys,  # with the checks of those assets

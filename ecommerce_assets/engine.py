@@ -93,7 +93,9 @@ def prepare(con: duckdb.DuckDBPyConnection, project: Project) -> None:
         con.execute(macro)
 
 
-def execute(run: Run, project: Project, selection: Selection, log: Log, stop: threading.Event) -> Iterator[Built | Checked]:
+def execute(
+    run: Run, project: Project, selection: Selection, log: Log, stop: threading.Event
+) -> Iterator[Built | Checked]:
     """Runs the plan on `run.options.concurrency` worker threads; yields events as tasks finish.
 
     DuckDB's threads rarely keep every core busy through a statement (writes, small aggregates, the

@@ -6,7 +6,6 @@ each extra step costs a process, event-log writes and a reconnect, which on smal
 the run. The engine (engine.py) runs the step's SQL; this module only wires it to Dagster.
 """
 
-
 from collections.abc import Mapping, Sequence
 from functools import partial
 

@@ -46,7 +46,9 @@ LAST_NAMES = """['Smith', 'Johnson', 'Williams', 'Brown', 'Jones', 'Garcia', 'Mi
     'Schneider', 'Fischer', 'Weber', 'Dubois', 'Bernard', 'Moreau', 'Laurent', 'Santoso',
     'Wijaya', 'Saputra', 'Tan', 'Nguyen', 'Chen']"""
 # Repeats act as weights: gmail and the US dominate, as in most shops.
-DOMAINS = "['gmail.com', 'gmail.com', 'gmail.com', 'yahoo.com', 'outlook.com', 'hotmail.com', 'icloud.com', 'email.com']"
+DOMAINS = (
+    "['gmail.com', 'gmail.com', 'gmail.com', 'yahoo.com', 'outlook.com', 'hotmail.com', 'icloud.com', 'email.com']"
+)
 COUNTRIES = """['US', 'US', 'US', 'US', 'US', 'US', 'US', 'UK', 'UK', 'UK', 'CA', 'CA', 'DE', 'DE',
     'FR', 'FR', 'AU', 'AU', 'ID', 'ID', 'NL', 'ES', 'IT', 'IN', 'BR', 'JP', 'SG', 'MX']"""
 
@@ -192,8 +194,9 @@ def _copy_sql(dirty: float, products: int) -> dict[str, str]:
     }
 
 
-def generate(out_dir, customers: int, *, seed: int = 42, fmt: str = "csv",
-             dirty: float = 0.0, products: int | None = None) -> dict[str, int]:
+def generate(
+    out_dir, customers: int, *, seed: int = 42, fmt: str = "csv", dirty: float = 0.0, products: int | None = None
+) -> dict[str, int]:
     """Write the four raw files into out_dir; return {file stem: row count}."""
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', not {fmt!r}")
@@ -237,8 +240,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    counts = generate(args.out, args.customers, seed=args.seed, fmt=args.format,
-                      dirty=args.dirty, products=args.products)
+    counts = generate(
+        args.out, args.customers, seed=args.seed, fmt=args.format, dirty=args.dirty, products=args.products
+    )
     seconds = time.perf_counter() - start
     summary = ", ".join(f"{name}={n:,}" for name, n in counts.items())
     print(f"wrote {summary} to {args.out} as {args.format} in {seconds:.1f}s")

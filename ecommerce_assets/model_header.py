@@ -172,7 +172,9 @@ def _node_at(node: yaml.Node | None, loc: Sequence) -> tuple[yaml.Node | None, i
     line = node.start_mark.line if node is not None else 0
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            match = next((kv for kv in node.value if isinstance(kv[0], yaml.ScalarNode) and kv[0].value == str(part)), None)
+            match = next(
+                (kv for kv in node.value if isinstance(kv[0], yaml.ScalarNode) and kv[0].value == str(part)), None
+            )
             if match is None:  # a missing key, or pydantic's "[key]": the mapping or key already found
                 break
             line, node = match[0].start_mark.line, match[1]

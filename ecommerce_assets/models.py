@@ -24,7 +24,16 @@ from ecommerce_assets.checks import CheckDecl, column_check, sql_check
 from ecommerce_assets.model_header import EXPORT_FORMATS, ModelError, read_header
 from ecommerce_assets.paths import SQL_DIR
 
-__all__ = ["EXPORT_FORMATS", "Export", "Model", "ModelError", "load_macros", "load_models", "parse_model", "resolve_deps"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "Export",
+    "Model",
+    "ModelError",
+    "load_macros",
+    "load_models",
+    "parse_model",
+    "resolve_deps",
+]
 
 # Every folder of sql/ is a layer (its group, schema and tag) except this one.
 MACROS_DIR = "macros"
@@ -153,11 +162,15 @@ def parse_sql(sql: str, where: str, line: int | None = None) -> exp.Expression:
         return f"{where}:{line + statement_line - 1}" if line else where
 
     try:
-        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None and not isinstance(s, exp.Semicolon)]
+        statements = [
+            s for s in sqlglot.parse(sql, read="duckdb") if s is not None and not isinstance(s, exp.Semicolon)
+        ]
     except sqlglot.errors.ParseError as e:
         first = e.errors[0] if e.errors else {}
         column = f" (column {first['col']})" if first.get("col") else ""
-        raise ModelError(f"{at(first.get('line') or 1)}: cannot parse the SQL{column}: {first.get('description') or e}") from e
+        raise ModelError(
+            f"{at(first.get('line') or 1)}: cannot parse the SQL{column}: {first.get('description') or e}"
+        ) from e
     except sqlglot.errors.SqlglotError as e:
         raise ModelError(f"{at()}: cannot parse the SQL: {e}") from e
     if len(statements) != 1:
@@ -167,11 +180,7 @@ def parse_sql(sql: str, where: str, line: int | None = None) -> exp.Expression:
 
 def _table_refs(tree: exp.Expression) -> frozenset[tuple[str, str]]:
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
-    return frozenset(
-        (t.db, t.name)
-        for t in tree.find_all(exp.Table)
-        if t.name and not (not t.db and t.name in ctes)
-    )
+    return frozenset((t.db, t.name) for t in tree.find_all(exp.Table) if t.name and not (not t.db and t.name in ctes))
 
 
 def _reads_analysis_date(tree: exp.Expression) -> bool:

@@ -42,7 +42,9 @@ def plan(nodes: Sequence, selected_checks: Iterable[tuple[str, str]]) -> list[Ta
     for n in nodes:
         parents = [d for d in getattr(n, "deps", ()) if d in builds]
         builds[n.name].after = {builds[d] for d in parents}
-        builds[n.name].after |= {checks[d] for d in parents if d in checks and any(c.blocking for c in checks[d].checks)}
+        builds[n.name].after |= {
+            checks[d] for d in parents if d in checks and any(c.blocking for c in checks[d].checks)
+        }
         if n.name in checks:
             compared = {t for c in checks[n.name].checks for t in n.check_deps.get(c.name, ()) if t in builds}
             checks[n.name].after = {builds[n.name], *(builds[t] for t in compared)}

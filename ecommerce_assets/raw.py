@@ -120,11 +120,16 @@ def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path, full_ref
     files = source_files(data_dir, raw)
     stamps = {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
     create_load_log(con)
-    loaded = {} if full_refresh or not _exists(con, raw) else {
-        f: (size, mtime) for f, size, mtime in con.execute(
-            f"select file, size, mtime_ns from {LOAD_LOG} where table_name = ?", [raw.name]
-        ).fetchall()
-    }
+    loaded = (
+        {}
+        if full_refresh or not _exists(con, raw)
+        else {
+            f: (size, mtime)
+            for f, size, mtime in con.execute(
+                f"select file, size, mtime_ns from {LOAD_LOG} where table_name = ?", [raw.name]
+            ).fetchall()
+        }
+    )
     append = bool(loaded) and all(stamps.get(f) == stamp for f, stamp in loaded.items())
     new = [p for p in files if str(p) not in loaded] if append else files
     if append and not new:
@@ -145,10 +150,16 @@ def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path, full_ref
         con.execute("rollback")
         # DuckDB's first paragraph names the line, the column and the value; the rest is generic advice.
         paragraphs = str(e).split("\n\n")
-        where = new[0] if len(new) == 1 else next(
-            (line.strip() for line in str(e).splitlines() if line.strip().startswith("file =")), new[0].parent
+        where = (
+            new[0]
+            if len(new) == 1
+            else next(
+                (line.strip() for line in str(e).splitlines() if line.strip().startswith("file =")), new[0].parent
+            )
         )
-        raise RawLoadError(f"{where}: could not load into {raw.table} (the previous table is kept):\n{paragraphs[0]}") from e
+        raise RawLoadError(
+            f"{where}: could not load into {raw.table} (the previous table is kept):\n{paragraphs[0]}"
+        ) from e
     return LoadResult("appended" if append else "replaced", new)
 
 
@@ -157,13 +168,18 @@ LOAD_LOG = f"{SCHEMA}._loaded_files"
 
 def create_load_log(con: duckdb.DuckDBPyConnection) -> None:
     """The table of files already loaded (path, size, mtime), which makes the next load incremental."""
-    con.execute(f"create table if not exists {LOAD_LOG} (table_name varchar, file varchar, size bigint, mtime_ns bigint, loaded_at timestamp)")
+    con.execute(
+        f"create table if not exists {LOAD_LOG} (table_name varchar, file varchar, size bigint, mtime_ns bigint, loaded_at timestamp)"
+    )
 
 
 def _exists(con: duckdb.DuckDBPyConnection, raw: RawTable) -> bool:
-    return bool(con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [SCHEMA, raw.name]
-    ).fetchone()[0])
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [SCHEMA, raw.name],
+        ).fetchone()[0]
+    )
 
 
 def _reader(raw: RawTable, files: list[Path]) -> str:

@@ -103,13 +103,15 @@ class DuckDBWarehouse(DuckDBResource):
         if self.temp_directory:
             limits["temp_directory"] = self.temp_directory
         config = {**self.connection_config, **limits}
-        with self._writer_lock():
-            with DuckDBResource(database=self.database, connection_config=config).get_connection() as con:
-                try:
-                    yield con
-                finally:
-                    # The parent closes only on success; a failed run must not leave the file open.
-                    con.close()
+        with (
+            self._writer_lock(),
+            DuckDBResource(database=self.database, connection_config=config).get_connection() as con,
+        ):
+            try:
+                yield con
+            finally:
+                # The parent closes only on success; a failed run must not leave the file open.
+                con.close()
 
     @contextmanager
     def _writer_lock(self):

@@ -22,7 +22,11 @@ def materialization(built: Built, key: dg.AssetKey) -> dg.MaterializeResult:
     stats, node = built.stats, built.node
     descriptions = node.columns if isinstance(node, Model) else {}  # a raw table's are its types
     metadata: dict[str, object] = {
-        key: sql_block(value) if key == "sql" else dg.MetadataValue.path(str(value)) if isinstance(value, Path) else value
+        key: sql_block(value)
+        if key == "sql"
+        else dg.MetadataValue.path(str(value))
+        if isinstance(value, Path)
+        else value
         for key, value in built.metadata.items()
     }
     metadata |= {
@@ -42,15 +46,22 @@ def check_result(checked: Checked, key: dg.AssetKey) -> dg.AssetCheckResult:
     query = sql_block(checked.node.check_sql[check.name])
     if outcome is None:
         return dg.AssetCheckResult(
-            asset_key=key, check_name=check.name, passed=False, severity=severity,
-            metadata={"error": checked.error, "query": query}, description=checked.error,
+            asset_key=key,
+            check_name=check.name,
+            passed=False,
+            severity=severity,
+            metadata={"error": checked.error, "query": query},
+            description=checked.error,
         )
     metadata = {"failing_rows": outcome.failing, "query": query}
     if outcome.failing:
         sample = markdown_table(outcome.columns, outcome.sample, total=outcome.failing)
         metadata["failing_sample"] = dg.MetadataValue.md(sample)
     return dg.AssetCheckResult(
-        asset_key=key, check_name=check.name, passed=outcome.passed, severity=severity,
+        asset_key=key,
+        check_name=check.name,
+        passed=outcome.passed,
+        severity=severity,
         metadata=metadata,
         description=None if outcome.passed else f"{outcome.failing} failing row(s): {check.description}",
     )

@@ -30,7 +30,7 @@ class Translator:
         return node.description
 
     def tags(self, model: Model) -> dict[str, str]:
-        return {tag: "" for tag in model.tags}
+        return dict.fromkeys(model.tags, "")
 
     def raw_spec(self, raw: RawTable) -> dg.AssetSpec:
         columns = [dg.TableColumn(name=c, type=t) for c, t in raw.columns.items()]

@@ -28,8 +28,8 @@ def assert_equals_reference(query, table: str, reference: Path, skip: set[str] =
     columns = list(expected[0])
     got = query(f"select {', '.join(columns)} from {table} order by {columns[0]}")
     assert len(got) == len(expected)
-    for want, have in zip(expected, got):
-        for column, value in zip(columns, have):
+    for want, have in zip(expected, got, strict=True):
+        for column, value in zip(columns, have, strict=True):
             if column in skip:
                 continue
             if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
@@ -53,7 +53,9 @@ class Warehouse:
     settings: Settings
     defs: dg.Definitions
 
-    def run(self, job: str = "warehouse_job", run_config: dict | None = None, selection=None) -> dg.ExecuteInProcessResult:
+    def run(
+        self, job: str = "warehouse_job", run_config: dict | None = None, selection=None
+    ) -> dg.ExecuteInProcessResult:
         job_def = self.defs.resolve_job_def(job)
         return job_def.execute_in_process(
             run_config=run_config,

@@ -23,12 +23,25 @@ def test_the_seed_baseline_reproduces_the_seed_reference_and_passes_its_tests(tm
     assert (kinds.count("load"), kinds.count("model"), kinds.count("test")) == (4, 11, 23)
     assert [r["name"] for r in results if r.get("failing")] == []
     for reference in SEED_REFERENCE:
-        schema = con.execute("select table_schema from information_schema.tables where table_name = ?", [reference.stem]).fetchone()[0]
+        schema = con.execute(
+            "select table_schema from information_schema.tables where table_name = ?", [reference.stem]
+        ).fetchone()[0]
         assert_equals_reference(lambda sql: con.execute(sql).fetchall(), f"{schema}.{reference.stem}", reference)
 
 
 def benchmark(tmp_path, *options) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "benchmarks.benchmark", "--customers", "300", "--repeat", "1", "--workdir", str(tmp_path), *options]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.benchmark",
+        "--customers",
+        "300",
+        "--repeat",
+        "1",
+        "--workdir",
+        str(tmp_path),
+        *options,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 

@@ -37,8 +37,12 @@ DIRTY_FAILURES = {
     ("stg_products", "prices_positive"): 1,  # product 106 costs 0
 }
 DOWNSTREAM_TABLES = [
-    "intermediate.int_customer_orders", "intermediate.int_customer_rfm", "intermediate.int_product_metrics",
-    "marts.fct_customer_metrics", "marts.dim_customer_segments", "marts.fct_product_performance",
+    "intermediate.int_customer_orders",
+    "intermediate.int_customer_rfm",
+    "intermediate.int_product_metrics",
+    "marts.fct_customer_metrics",
+    "marts.dim_customer_segments",
+    "marts.fct_product_performance",
     "ml.ml_customer_features",
 ]
 
@@ -68,7 +72,9 @@ def clean_then_dirty(tmp_path_factory):
 def test_each_planted_defect_is_reported_by_its_check_with_the_exact_count(clean_then_dirty):
     _, _, result = clean_then_dirty
     assert failures(result) == DIRTY_FAILURES
-    severities = {(e.asset_key.to_user_string(), e.check_name): e.severity for e in result.get_asset_check_evaluations()}
+    severities = {
+        (e.asset_key.to_user_string(), e.check_name): e.severity for e in result.get_asset_check_evaluations()
+    }
     assert severities["stg_customers", "not_null_email"] == dg.AssetCheckSeverity.WARN
     assert severities["stg_orders", "relationships_customer_id"] == dg.AssetCheckSeverity.ERROR
 
@@ -77,8 +83,14 @@ def test_failed_blocking_checks_stop_downstream_and_keep_previous_tables(clean_t
     wh, before, result = clean_then_dirty
     assert not result.success
     assert materialized(result) == {
-        "raw_customers", "raw_orders", "raw_order_items", "raw_products",
-        "stg_customers", "stg_orders", "stg_order_items", "stg_products",
+        "raw_customers",
+        "raw_orders",
+        "raw_order_items",
+        "raw_products",
+        "stg_customers",
+        "stg_orders",
+        "stg_order_items",
+        "stg_products",
     }
     assert snapshot(wh) == before
 
@@ -95,35 +107,68 @@ def test_failing_rows_are_shown_with_the_query(clean_then_dirty):
 # changed fct_customer_metrics row also shows up in its incremental twin's comparison.
 REBUILD = ("fct_customer_metrics_incremental", "equals_full_rebuild")
 TAMPERED = [
-    ("update marts.fct_customer_metrics set churn_risk = 'Unknown' where customer_id = 2",
-     {("fct_customer_metrics", "accepted_values_churn_risk"): 1, REBUILD: 1}),
-    ("update marts.fct_customer_metrics set predicted_clv_12m = -1 where customer_id in (3, 4)",
-     {("fct_customer_metrics", "assert_positive_clv"): 2, REBUILD: 2}),
-    ("update marts.fct_customer_metrics set recency_score = 0 where customer_id = 4",
-     {("fct_customer_metrics", "assert_rfm_scores_valid"): 1, REBUILD: 1}),
-    ("update marts.fct_customer_metrics set monetary_value = null where customer_id = 1",
-     {("fct_customer_metrics", "not_null_monetary_value"): 1, ("fct_customer_metrics", "revenue_conserved"): 1,
-      REBUILD: 1}),
-    ("update marts.fct_customer_metrics set predicted_clv_12m = null where customer_id = 1",
-     {("fct_customer_metrics", "not_null_predicted_clv_12m"): 1, REBUILD: 1}),
-    ("insert into marts.fct_customer_metrics select * from marts.fct_customer_metrics where customer_id = 5",
-     {("fct_customer_metrics", "unique_customer_id"): 1, ("fct_customer_metrics", "one_row_per_customer_id"): 1,
-      ("fct_customer_metrics", "revenue_conserved"): 1, ("dim_customer_segments", "one_row_per_customer_id"): 1,
-      ("ml_customer_features", "one_row_per_customer_id"): 1}),
-    ("update marts.dim_customer_segments set customer_segment = 'VIP' where customer_id = 1",
-     {("dim_customer_segments", "accepted_values_customer_segment"): 1}),
-    ("update marts.fct_product_performance set performance_tier = 'Gold' where product_id = 101",
-     {("fct_product_performance", "accepted_values_performance_tier"): 1}),
-    ("delete from ml.ml_customer_features where customer_id = 3",
-     {("ml_customer_features", "one_row_per_customer_id"): 1}),
-    ("update ml.ml_customer_features set orders_per_month = 'inf'::double where customer_id = 1",
-     {("ml_customer_features", "no_nan_or_inf"): 1}),
-    ("update intermediate.int_customer_rfm set analysis_date = date '2023-07-01'",
-     {("int_customer_rfm", "analysis_date_not_before_latest_order"): 1}),
-    ("update intermediate.int_customer_orders set items_count = 0 where order_id = 1002",
-     {("int_customer_orders", "completed_orders_have_items"): 1}),
-    ("update intermediate.int_customer_orders set order_total = order_total + 1 where order_id = 1002",
-     {("fct_customer_metrics", "revenue_conserved"): 1}),
+    (
+        "update marts.fct_customer_metrics set churn_risk = 'Unknown' where customer_id = 2",
+        {("fct_customer_metrics", "accepted_values_churn_risk"): 1, REBUILD: 1},
+    ),
+    (
+        "update marts.fct_customer_metrics set predicted_clv_12m = -1 where customer_id in (3, 4)",
+        {("fct_customer_metrics", "assert_positive_clv"): 2, REBUILD: 2},
+    ),
+    (
+        "update marts.fct_customer_metrics set recency_score = 0 where customer_id = 4",
+        {("fct_customer_metrics", "assert_rfm_scores_valid"): 1, REBUILD: 1},
+    ),
+    (
+        "update marts.fct_customer_metrics set monetary_value = null where customer_id = 1",
+        {
+            ("fct_customer_metrics", "not_null_monetary_value"): 1,
+            ("fct_customer_metrics", "revenue_conserved"): 1,
+            REBUILD: 1,
+        },
+    ),
+    (
+        "update marts.fct_customer_metrics set predicted_clv_12m = null where customer_id = 1",
+        {("fct_customer_metrics", "not_null_predicted_clv_12m"): 1, REBUILD: 1},
+    ),
+    (
+        "insert into marts.fct_customer_metrics select * from marts.fct_customer_metrics where customer_id = 5",
+        {
+            ("fct_customer_metrics", "unique_customer_id"): 1,
+            ("fct_customer_metrics", "one_row_per_customer_id"): 1,
+            ("fct_customer_metrics", "revenue_conserved"): 1,
+            ("dim_customer_segments", "one_row_per_customer_id"): 1,
+            ("ml_customer_features", "one_row_per_customer_id"): 1,
+        },
+    ),
+    (
+        "update marts.dim_customer_segments set customer_segment = 'VIP' where customer_id = 1",
+        {("dim_customer_segments", "accepted_values_customer_segment"): 1},
+    ),
+    (
+        "update marts.fct_product_performance set performance_tier = 'Gold' where product_id = 101",
+        {("fct_product_performance", "accepted_values_performance_tier"): 1},
+    ),
+    (
+        "delete from ml.ml_customer_features where customer_id = 3",
+        {("ml_customer_features", "one_row_per_customer_id"): 1},
+    ),
+    (
+        "update ml.ml_customer_features set orders_per_month = 'inf'::double where customer_id = 1",
+        {("ml_customer_features", "no_nan_or_inf"): 1},
+    ),
+    (
+        "update intermediate.int_customer_rfm set analysis_date = date '2023-07-01'",
+        {("int_customer_rfm", "analysis_date_not_before_latest_order"): 1},
+    ),
+    (
+        "update intermediate.int_customer_orders set items_count = 0 where order_id = 1002",
+        {("int_customer_orders", "completed_orders_have_items"): 1},
+    ),
+    (
+        "update intermediate.int_customer_orders set order_total = order_total + 1 where order_id = 1002",
+        {("fct_customer_metrics", "revenue_conserved"): 1},
+    ),
 ]
 
 
@@ -165,12 +210,21 @@ def test_cli_gate_exits_non_zero_on_error_checks_and_zero_on_clean_data(built, t
 @pytest.mark.parametrize(
     "name, text, message",
     [
-        ("raw_orders", "order_id,customer_id,order_date,status,shipping_cost\n1001,1,2023-02-01,completed,5.99\n1002,abc,2023-03-15,completed,5.99\n",
-         r"raw_orders\.csv: could not load into raw\.raw_orders(.|\n)*Line: 3(.|\n)*column \"customer_id\""),
-        ("raw_orders", "order_id,customer,order_date,status,shipping_cost\n1001,1,2023-02-01,completed,5.99\n",
-         r"raw_orders\.csv: header is \[.*'customer'.*\], expected the columns"),
-        ("raw_orders", "order_id,customer_id,order_date,status,shipping_cost\n1001,1,02/01/2023,completed,5.99\n",
-         r"raw_orders\.csv: could not load(.|\n)*order_date"),
+        (
+            "raw_orders",
+            "order_id,customer_id,order_date,status,shipping_cost\n1001,1,2023-02-01,completed,5.99\n1002,abc,2023-03-15,completed,5.99\n",
+            r"raw_orders\.csv: could not load into raw\.raw_orders(.|\n)*Line: 3(.|\n)*column \"customer_id\"",
+        ),
+        (
+            "raw_orders",
+            "order_id,customer,order_date,status,shipping_cost\n1001,1,2023-02-01,completed,5.99\n",
+            r"raw_orders\.csv: header is \[.*'customer'.*\], expected the columns",
+        ),
+        (
+            "raw_orders",
+            "order_id,customer_id,order_date,status,shipping_cost\n1001,1,02/01/2023,completed,5.99\n",
+            r"raw_orders\.csv: could not load(.|\n)*order_date",
+        ),
     ],
     ids=["bad-integer", "bad-header", "bad-date"],
 )

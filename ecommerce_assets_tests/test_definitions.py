@@ -53,7 +53,10 @@ def test_groups_tags_and_kinds_follow_the_seed(graph):
     assert keys("tag:rfm", graph) == {"int_customer_rfm"}
     assert keys("tag:segmentation", graph) == {"dim_customer_segments"}
     assert keys("tag:marts", graph) == {
-        "fct_customer_metrics", "dim_customer_segments", "fct_product_performance", "fct_customer_metrics_incremental",
+        "fct_customer_metrics",
+        "dim_customer_segments",
+        "fct_product_performance",
+        "fct_customer_metrics_incremental",
     }
     assert keys("tag:incremental", graph) == {"fct_customer_metrics_incremental"}
     assert {"int_product_metrics", "fct_product_performance", "stg_products"} <= keys("tag:product", graph)
@@ -67,30 +70,50 @@ def test_groups_tags_and_kinds_follow_the_seed(graph):
 def test_lineage_selections_match_dbt(graph):
     # dbt `fct_customer_metrics+` (all downstream) and `+fct_customer_metrics` (all upstream).
     assert keys("fct_customer_metrics*", graph) - keys("group:analyses", graph) == {
-        "fct_customer_metrics", "dim_customer_segments", "ml_customer_features", "fct_customer_metrics_incremental",
+        "fct_customer_metrics",
+        "dim_customer_segments",
+        "ml_customer_features",
+        "fct_customer_metrics_incremental",
     }
     assert keys("*fct_customer_metrics", graph) == {
-        "fct_customer_metrics", "int_customer_rfm", "int_customer_orders", "stg_customers", "stg_orders",
-        "stg_order_items", "raw_customers", "raw_orders", "raw_order_items",
+        "fct_customer_metrics",
+        "int_customer_rfm",
+        "int_customer_orders",
+        "stg_customers",
+        "stg_orders",
+        "stg_order_items",
+        "raw_customers",
+        "raw_orders",
+        "raw_order_items",
     }
 
 
 def test_every_seed_test_is_a_check_on_the_asset_it_guards(graph):
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     seed_tests = {
-        ("stg_customers", "unique_customer_id"), ("stg_customers", "not_null_customer_id"),
+        ("stg_customers", "unique_customer_id"),
+        ("stg_customers", "not_null_customer_id"),
         ("stg_customers", "not_null_email"),
-        ("stg_orders", "unique_order_id"), ("stg_orders", "not_null_order_id"),
-        ("stg_orders", "not_null_customer_id"), ("stg_orders", "relationships_customer_id"),
-        ("stg_order_items", "unique_order_item_id"), ("stg_order_items", "not_null_order_item_id"),
-        ("stg_order_items", "not_null_order_id"), ("stg_order_items", "relationships_order_id"),
-        ("stg_products", "unique_product_id"), ("stg_products", "not_null_product_id"),
-        ("fct_customer_metrics", "unique_customer_id"), ("fct_customer_metrics", "not_null_customer_id"),
-        ("fct_customer_metrics", "not_null_monetary_value"), ("fct_customer_metrics", "not_null_predicted_clv_12m"),
+        ("stg_orders", "unique_order_id"),
+        ("stg_orders", "not_null_order_id"),
+        ("stg_orders", "not_null_customer_id"),
+        ("stg_orders", "relationships_customer_id"),
+        ("stg_order_items", "unique_order_item_id"),
+        ("stg_order_items", "not_null_order_item_id"),
+        ("stg_order_items", "not_null_order_id"),
+        ("stg_order_items", "relationships_order_id"),
+        ("stg_products", "unique_product_id"),
+        ("stg_products", "not_null_product_id"),
+        ("fct_customer_metrics", "unique_customer_id"),
+        ("fct_customer_metrics", "not_null_customer_id"),
+        ("fct_customer_metrics", "not_null_monetary_value"),
+        ("fct_customer_metrics", "not_null_predicted_clv_12m"),
         ("fct_customer_metrics", "accepted_values_churn_risk"),
         ("dim_customer_segments", "accepted_values_customer_segment"),
-        ("ml_customer_features", "unique_customer_id"), ("ml_customer_features", "not_null_customer_id"),
-        ("fct_customer_metrics", "assert_positive_clv"), ("fct_customer_metrics", "assert_rfm_scores_valid"),
+        ("ml_customer_features", "unique_customer_id"),
+        ("ml_customer_features", "not_null_customer_id"),
+        ("fct_customer_metrics", "assert_positive_clv"),
+        ("fct_customer_metrics", "assert_rfm_scores_valid"),
     }
     assert seed_tests <= checks
     specs = {(k.asset_key.to_user_string(), k.name): graph.get_check_spec(k) for k in graph.asset_check_keys}
@@ -98,7 +121,9 @@ def test_every_seed_test_is_a_check_on_the_asset_it_guards(graph):
     assert not specs["stg_customers", "not_null_email"].blocking  # kept and flagged, so only a warning
     assert not specs["fct_customer_metrics", "accepted_values_churn_risk"].blocking
     # A relationships check reads its parent table, so Dagster orders it after that table.
-    assert dg.AssetKey("stg_customers") in {d.asset_key for d in specs["stg_orders", "relationships_customer_id"].additional_deps}
+    assert dg.AssetKey("stg_customers") in {
+        d.asset_key for d in specs["stg_orders", "relationships_customer_id"].additional_deps
+    }
 
 
 def test_schedule_targets_every_asset_and_check():
@@ -110,7 +135,9 @@ def test_schedule_targets_every_asset_and_check():
 
 
 def test_schedule_cron_and_timezone_are_settings(tmp_path):
-    settings = Settings.from_env({"ECOMMERCE_SCHEDULE_CRON": "30 2 * * 1", "ECOMMERCE_SCHEDULE_TIMEZONE": "Asia/Jakarta"})
+    settings = Settings.from_env(
+        {"ECOMMERCE_SCHEDULE_CRON": "30 2 * * 1", "ECOMMERCE_SCHEDULE_TIMEZONE": "Asia/Jakarta"}
+    )
     schedule = build_definitions(settings).resolve_schedule_def("daily_warehouse")
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("30 2 * * 1", "Asia/Jakarta")
 
@@ -118,7 +145,10 @@ def test_schedule_cron_and_timezone_are_settings(tmp_path):
 def test_targets_pick_documented_defaults():
     dev, prod = Settings.from_env({}), Settings.from_env({"ECOMMERCE_TARGET": "prod"})
     assert dev.duckdb_path.endswith("warehouse/dev.duckdb") and prod.duckdb_path.endswith("warehouse/prod.duckdb")
-    assert Settings.from_env({"ECOMMERCE_TARGET": "prod", "ECOMMERCE_DUCKDB_PATH": "/x/y.duckdb"}).duckdb_path == "/x/y.duckdb"
+    assert (
+        Settings.from_env({"ECOMMERCE_TARGET": "prod", "ECOMMERCE_DUCKDB_PATH": "/x/y.duckdb"}).duckdb_path
+        == "/x/y.duckdb"
+    )
     with pytest.raises(ValueError, match="ECOMMERCE_TARGET"):
         Settings.from_env({"ECOMMERCE_TARGET": "staging"})
     assert (dev.concurrency, Settings.from_env({"ECOMMERCE_CONCURRENCY": "1"}).concurrency) == (2, 1)
@@ -134,7 +164,12 @@ def write_model(sql_dir, layer, name, sql):
 
 def test_unknown_table_reference_fails_at_load_with_the_file_and_table(tmp_path):
     write_model(tmp_path, "staging", "stg_orders", "select * from raw.raw_orders")
-    write_model(tmp_path, "marts", "fct_x", "with o as (select * from staging.stg_orders)\nselect * from o join staging.stg_ordrs using (order_id)")
+    write_model(
+        tmp_path,
+        "marts",
+        "fct_x",
+        "with o as (select * from staging.stg_orders)\nselect * from o join staging.stg_ordrs using (order_id)",
+    )
     with pytest.raises(ModelError, match=r"fct_x\.sql:2: the model reads staging\.stg_ordrs, which is no model"):
         resolve_deps(load_models(tmp_path), {r.name: "raw" for r in RAW_TABLES})
 
@@ -148,7 +183,9 @@ def test_unknown_check_kind_and_bad_header_fail_clearly(tmp_path):
         load_models(tmp_path)
 
 
-@pytest.mark.parametrize("export", ["{file: out.xlsx}", "{file: ../out.csv}", "{where: x > 1}", "{file: a.csv, sort: x}"])
+@pytest.mark.parametrize(
+    "export", ["{file: out.xlsx}", "{file: ../out.csv}", "{where: x > 1}", "{file: a.csv, sort: x}"]
+)
 def test_a_bad_export_header_fails_at_load_with_the_file(tmp_path, export):
     write_model(tmp_path, "analyses", "a", f"/*\nexport: {export}\n*/\nselect 1 as x")
     with pytest.raises(ModelError, match=r"a\.sql:2: export"):

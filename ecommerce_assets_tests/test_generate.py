@@ -15,8 +15,12 @@ HEADERS = {
 def _connect(out_dir, fmt="csv"):
     """Load the generated files once; typed views customers/orders/items/products on top."""
     con = duckdb.connect()
-    views = {"customers": "raw_customers", "orders": "raw_orders",
-             "items": "raw_order_items", "products": "raw_products"}
+    views = {
+        "customers": "raw_customers",
+        "orders": "raw_orders",
+        "items": "raw_order_items",
+        "products": "raw_products",
+    }
     for view, stem in views.items():
         path = out_dir / f"{stem}.{fmt}"
         # all_varchar keeps dirty values (padding, case) exactly as written
@@ -91,20 +95,38 @@ def test_referential_integrity_keys_and_dates(fixture, request):
     assert _one(con, "SELECT count(*) FROM items ANTI JOIN products USING (product_id)") == 0
     assert _one(con, "SELECT count(*) FROM orders ANTI JOIN items USING (order_id)") == 0
     # primary keys unique and the files sorted by them
-    for view, key in [("customers", "customer_id"), ("orders", "order_id"),
-                      ("items", "order_item_id"), ("products", "product_id")]:
+    for view, key in [
+        ("customers", "customer_id"),
+        ("orders", "order_id"),
+        ("items", "order_item_id"),
+        ("products", "product_id"),
+    ]:
         keys = [r[0] for r in con.execute(f"SELECT {key} FROM {view}").fetchall()]
         assert keys == sorted(set(keys))
-    assert _one(con, """SELECT count(*) FROM orders JOIN customers USING (customer_id)
-                        WHERE order_date < created_at OR order_date > DATE '2024-12-31'""") == 0
+    assert (
+        _one(
+            con,
+            """SELECT count(*) FROM orders JOIN customers USING (customer_id)
+                        WHERE order_date < created_at OR order_date > DATE '2024-12-31'""",
+        )
+        == 0
+    )
     lo, hi = con.execute("SELECT min(created_at)::VARCHAR, max(created_at)::VARCHAR FROM customers").fetchone()
-    assert "2021-01-01" <= lo and hi <= "2024-12-31"
+    assert lo >= "2021-01-01" and hi <= "2024-12-31"
     assert _one(con, "SELECT count(*) FROM orders WHERE shipping_cost NOT BETWEEN 0 AND 15") == 0
     assert _one(con, "SELECT count(*) FROM orders WHERE lower(trim(status)) = 'cancelled' AND shipping_cost <> 0") == 0
     assert _one(con, "SELECT count(*) FROM products WHERE NOT (0 < cost_price AND cost_price < list_price)") == 0
-    assert _one(con, """SELECT count(*) FROM items JOIN products USING (product_id)
-                        WHERE unit_price > list_price OR unit_price <= 0""") == 0
-    assert con.execute("""SELECT min(n), max(n) FROM (SELECT count(*) AS n FROM items GROUP BY order_id)""").fetchone() == (1, 5)
+    assert (
+        _one(
+            con,
+            """SELECT count(*) FROM items JOIN products USING (product_id)
+                        WHERE unit_price > list_price OR unit_price <= 0""",
+        )
+        == 0
+    )
+    assert con.execute(
+        """SELECT min(n), max(n) FROM (SELECT count(*) AS n FROM items GROUP BY order_id)"""
+    ).fetchone() == (1, 5)
     assert _one(con, "SELECT count(*) FROM items WHERE quantity NOT BETWEEN 0 AND 4") == 0
 
 
@@ -127,19 +149,40 @@ def test_distributions_look_like_a_shop(clean):
     assert _one(con, "SELECT count(DISTINCT category) FROM products") >= 5
     assert _one(con, "SELECT count(*) FROM (SELECT order_id FROM items GROUP BY 1 HAVING count(*) > 1)") > 0
     assert _one(con, "SELECT count(*) FROM items WHERE quantity > 1") > 0
-    assert _one(con, """SELECT count(*) FROM items JOIN products USING (product_id)
-                        WHERE unit_price < list_price""") > 0  # some discounts
+    assert (
+        _one(
+            con,
+            """SELECT count(*) FROM items JOIN products USING (product_id)
+                        WHERE unit_price < list_price""",
+        )
+        > 0
+    )  # some discounts
     assert _one(con, "SELECT count(DISTINCT product_name) FROM products") == counts["raw_products"]
 
 
 def test_dirty_zero_is_clean(clean):
     con = _connect(clean[0])
-    assert _one(con, """SELECT count(*) FROM customers WHERE email IS NULL OR email NOT LIKE '%_@_%'
-                        OR email <> lower(trim(email))""") == 0
-    assert _one(con, """SELECT count(*) FROM customers WHERE first_name <> trim(first_name)
+    assert (
+        _one(
+            con,
+            """SELECT count(*) FROM customers WHERE email IS NULL OR email NOT LIKE '%_@_%'
+                        OR email <> lower(trim(email))""",
+        )
+        == 0
+    )
+    assert (
+        _one(
+            con,
+            """SELECT count(*) FROM customers WHERE first_name <> trim(first_name)
                         OR last_name <> trim(last_name) OR first_name[1] <> upper(first_name[1])
-                        OR country <> upper(country)""") == 0
-    assert _one(con, "SELECT count(*) FROM orders WHERE status NOT IN ('completed', 'cancelled', 'returned', 'pending')") == 0
+                        OR country <> upper(country)""",
+        )
+        == 0
+    )
+    assert (
+        _one(con, "SELECT count(*) FROM orders WHERE status NOT IN ('completed', 'cancelled', 'returned', 'pending')")
+        == 0
+    )
     assert _one(con, "SELECT min(quantity) FROM items") >= 1
 
 
@@ -162,7 +205,9 @@ def test_dirty_plants_every_kind(dirty, clean):
     for kind, sql in kinds.items():
         assert _one(con, sql) > 0, kind
     # roughly the requested fraction, not everything
-    bad_status = _one(con, "SELECT count(*) FROM orders WHERE status NOT IN ('completed', 'cancelled', 'returned', 'pending')")
+    bad_status = _one(
+        con, "SELECT count(*) FROM orders WHERE status NOT IN ('completed', 'cancelled', 'returned', 'pending')"
+    )
     assert 0.05 < bad_status / counts["raw_orders"] < 0.15
     zero_qty = _one(con, "SELECT count(*) FROM items WHERE quantity = 0")
     assert 0.05 < zero_qty / counts["raw_order_items"] < 0.15
@@ -174,8 +219,12 @@ def test_parquet_reads_back_with_same_counts(clean, tmp_path):
     out, counts = clean
     assert generate(tmp_path, N, fmt="parquet") == counts
     con = _connect(tmp_path, fmt="parquet")
-    for view, stem in [("customers", "raw_customers"), ("orders", "raw_orders"),
-                       ("items", "raw_order_items"), ("products", "raw_products")]:
+    for view, stem in [
+        ("customers", "raw_customers"),
+        ("orders", "raw_orders"),
+        ("items", "raw_order_items"),
+        ("products", "raw_products"),
+    ]:
         assert _one(con, f"SELECT count(*) FROM {view}") == counts[stem]
         columns = [r[0] for r in con.execute(f"DESCRIBE {view}_raw").fetchall()]
         assert ",".join(columns) == HEADERS[stem]

@@ -14,11 +14,16 @@ INCREMENTAL = "marts.fct_customer_metrics_incremental"
 
 def run(wh, data_dir, **config):
     # The incremental model and everything upstream (fct_customer_metrics included).
-    keys = sorted(dg.AssetSelection.from_string("*fct_customer_metrics_incremental").resolve(wh.defs.resolve_asset_graph()))
-    result = wh.run(selection=keys, run_config={"ops": {"warehouse": {"config": {"data_dir": str(data_dir), **config}}}})
+    keys = sorted(
+        dg.AssetSelection.from_string("*fct_customer_metrics_incremental").resolve(wh.defs.resolve_asset_graph())
+    )
+    result = wh.run(
+        selection=keys, run_config={"ops": {"warehouse": {"config": {"data_dir": str(data_dir), **config}}}}
+    )
     assert result.success
     metadata = next(
-        e.materialization.metadata for e in result.get_asset_materialization_events()
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
         if e.asset_key.to_user_string() == "fct_customer_metrics_incremental"
     )
     return {k: metadata[k].value for k in ("rows_inserted", "rows_updated", "rows_deleted") if k in metadata}
@@ -64,7 +69,11 @@ def test_new_customers_new_orders_of_old_customers_and_changed_profiles_are_merg
     append(data / "raw_customers.csv", ["6,dana.new@email.com,Dana,New,DE,2023-06-01"])
     append(data / "raw_orders.csv", ["1011,3,2023-07-05,completed,5.99", "1012,6,2023-07-10,completed,5.99"])
     append(data / "raw_order_items.csv", ["11,1011,104,1,99.99", "12,1012,101,1,29.99"])
-    text = (data / "raw_customers.csv").read_text().replace("2,jane.smith@email.com,Jane,Smith,UK", "2,jane.smith@email.com,Jane,Smith,FR")
+    text = (
+        (data / "raw_customers.csv")
+        .read_text()
+        .replace("2,jane.smith@email.com,Jane,Smith,UK", "2,jane.smith@email.com,Jane,Smith,FR")
+    )
     (data / "raw_customers.csv").write_text(text)
 
     assert run(wh, data) == {"rows_inserted": 1, "rows_updated": 2, "rows_deleted": 0}

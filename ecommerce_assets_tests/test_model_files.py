@@ -78,12 +78,14 @@ def project(tmp_path_factory) -> dict:
     write(sql, "finance/revenue_by_country.sql", REVENUE_BY_COUNTRY)
     write(sql, "finance/dated.sql", "select * from staging.stg_orders where order_date <= GETVARIABLE('analysis_date')")
     write(
-        sql, "finance/dated_check.sql",
+        sql,
+        "finance/dated_check.sql",
         "/*\nchecks:\n  - {name: not_future, sql: \"select * from @this_model where d > GetVariable('analysis_date')\"}\n*/\n"
         "select getvariable('run_started_at') as d",
     )
     write(
-        sql, "finance/commented_check.sql",
+        sql,
+        "finance/commented_check.sql",
         "/*\nchecks:\n  - name: no_rows\n    sql: |\n      select * /* every row fails */ from @this_model\n*/\nselect 1 as x",
     )
     return {m.name: m for m in resolve_deps(load_models(sql), SOURCES)}
@@ -96,7 +98,8 @@ def test_a_new_folder_is_a_layer_with_its_checks(project):
     assert model.description == "Completed revenue per country." and model.columns["country"] == "Country code"
     assert "finance" in model.tags and set(model.deps) == {"stg_orders", "stg_customers"}
     assert [(c.name, c.kind, c.sql_line) for c in model.checks] == [
-        ("not_null_country", "not_null", None), ("revenue_not_negative", "sql", 10),
+        ("not_null_country", "not_null", None),
+        ("revenue_not_negative", "sql", 10),
     ]
     # @this_model is the check's own table, so the check reads no other table.
     assert model.check_sql["revenue_not_negative"] == "select * from finance.revenue_by_country where revenue < 0"
@@ -127,12 +130,16 @@ def test_the_order_is_the_same_whatever_order_the_models_come_in(project):
 
 def test_an_unknown_header_key_names_the_file_and_line(tmp_path):
     path = write(tmp_path, "marts/x.sql", "/*\ndescription: x\nmaterialised: table\n*/\nselect 1 as id")
-    assert re.match(at(path, 3) + r"materialised: unknown key 'materialised' \(use one of description, tags", load_error(tmp_path))
+    assert re.match(
+        at(path, 3) + r"materialised: unknown key 'materialised' \(use one of description, tags", load_error(tmp_path)
+    )
 
 
 def test_a_comma_in_a_flow_mapping_description_is_an_unknown_key(tmp_path):
     # YAML reads `{description: Country, upper-cased}` as two keys; the description was cut silently.
-    path = write(tmp_path, "marts/x.sql", "/*\ncolumns:\n  country: {description: Country, upper-cased}\n*/\nselect 1 as country")
+    path = write(
+        tmp_path, "marts/x.sql", "/*\ncolumns:\n  country: {description: Country, upper-cased}\n*/\nselect 1 as country"
+    )
     assert re.match(at(path, 3) + r"columns\.country\.upper-cased: unknown key", load_error(tmp_path))
 
 
@@ -142,7 +149,11 @@ def test_a_wrong_type_names_the_file_and_line(tmp_path):
 
 
 def test_an_unknown_check_kind_names_the_file_and_line(tmp_path):
-    path = write(tmp_path, "marts/x.sql", "/*\ncolumns:\n  customer_id:\n    checks:\n      - not_null\n      - uniq\n*/\nselect 1 as customer_id")
+    path = write(
+        tmp_path,
+        "marts/x.sql",
+        "/*\ncolumns:\n  customer_id:\n    checks:\n      - not_null\n      - uniq\n*/\nselect 1 as customer_id",
+    )
     assert re.match(
         at(path, 6) + r"columns\.customer_id\.checks\[1\]: unknown check kind 'uniq' \(use one of unique, not_null",
         load_error(tmp_path),
@@ -211,7 +222,9 @@ def test_a_new_sql_folder_is_a_new_group_that_builds_and_checks_without_python(t
     assert result.success
     evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key == key}
     assert evaluations == {"not_null_country": True, "revenue_not_negative": True}
-    assert wh.scalar("select count(*) from finance.revenue_by_country") == len(wh.query("select distinct country from staging.stg_customers"))
+    assert wh.scalar("select count(*) from finance.revenue_by_country") == len(
+        wh.query("select distinct country from staging.stg_customers")
+    )
 
 
 def _run_project(tmp_path: Path, sql: Path) -> tuple[list, Exception | None]:
@@ -233,7 +246,11 @@ def _run_project(tmp_path: Path, sql: Path) -> tuple[list, Exception | None]:
 
 def test_a_sql_error_at_run_time_names_the_file_and_its_line(tmp_path):
     sql = tmp_path / "sql"
-    path = write(sql, "marts/totals.sql", "/*\ndescription: Totals.\n*/\nselect\n    order_id,\n    sum(order_totl) as t\nfrom raw.raw_orders\ngroup by 1")
+    path = write(
+        sql,
+        "marts/totals.sql",
+        "/*\ndescription: Totals.\n*/\nselect\n    order_id,\n    sum(order_totl) as t\nfrom raw.raw_orders\ngroup by 1",
+    )
     _, error = _run_project(tmp_path, sql)
     assert error is not None and f"{path}:6: Binder Error" in str(error) and "LINE 6:" in str(error)
 
@@ -241,7 +258,8 @@ def test_a_sql_error_at_run_time_names_the_file_and_its_line(tmp_path):
 def test_a_checks_sql_error_at_run_time_names_the_file_and_its_line(tmp_path):
     sql = tmp_path / "sql"
     path = write(
-        sql, "marts/totals.sql",
+        sql,
+        "marts/totals.sql",
         "/*\nchecks:\n  - name: no_gaps\n    sql: |\n      select *\n      from @this_model\n      where missing_column > 0\n*/\n"
         "select order_id from raw.raw_orders",
     )

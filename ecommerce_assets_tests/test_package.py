@@ -23,8 +23,19 @@ from ecommerce_assets.paths import default_data_dir
 ROOT = Path(__file__).resolve().parent.parent
 # Runtime state and build output that `pip install git+...` would never see.
 NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-    "warehouse", "output", ".dagster_home", "*.duckdb", "*.duckdb.*",
+    ".git",
+    ".venv",
+    "venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    "warehouse",
+    "output",
+    ".dagster_home",
+    "*.duckdb",
+    "*.duckdb.*",
 )
 PROBE = """
 import json, ecommerce_assets
@@ -62,8 +73,11 @@ def test_wheel_installs_and_builds_outside_the_checkout(tmp_path):
     work = tmp_path / "work"  # the working directory: no data/ here, so dev reads the sample data
     work.mkdir()
     assert not work.resolve().is_relative_to(ROOT)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ECOMMERCE_") and k not in {"PYTHONPATH", "PYTHONHOME", "DAGSTER_HOME"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ECOMMERCE_") and k not in {"PYTHONPATH", "PYTHONHOME", "DAGSTER_HOME"}
+    }
 
     probe = subprocess.run([python, "-c", PROBE], cwd=work, env=env, capture_output=True, text=True)
     assert probe.returncode == 0, probe.stderr
@@ -77,7 +91,9 @@ def test_wheel_installs_and_builds_outside_the_checkout(tmp_path):
     assert Path(found["duckdb_path"]) == work.resolve() / "warehouse" / "dev.duckdb"  # relative to the cwd
 
     env |= {"ECOMMERCE_DUCKDB_PATH": str(tmp_path / "wh" / "dev.duckdb"), "ECOMMERCE_OUTPUT_DIR": str(tmp_path / "out")}
-    run = subprocess.run([venv / "bin" / "ecommerce-assets", "build"], cwd=work, env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [venv / "bin" / "ecommerce-assets", "build"], cwd=work, env=env, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "24 assets materialized" in run.stdout
     assert (tmp_path / "wh" / "dev.duckdb").is_file() and not (work / "warehouse").exists()
@@ -98,7 +114,17 @@ def test_default_data_dir(tmp_path):
 def _build_wheel(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     shutil.copytree(ROOT, src, ignore=NOT_SOURCE)
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(tmp_path / "dist"), str(src)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--quiet",
+        "--wheel-dir",
+        str(tmp_path / "dist"),
+        str(src),
+    ]
     # This venv's setuptools when it can build the wheel itself (bdist_wheel since 70.1, and
     # pyproject.toml asks for >= 68); otherwise pip's isolated build fetches setuptools from PyPI.
     if _version_tuple(version("setuptools")) >= (70, 1):
@@ -117,8 +143,20 @@ def _venv_with_this_venvs_packages(venv: Path, wheel: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "--quiet", str(wheel)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--quiet",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
     )
     (site,) = venv.glob("lib/python*/site-packages")
     ours = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))

@@ -13,7 +13,10 @@ MART = "select * exclude (updated_at) from marts.fct_customer_metrics order by c
 
 def loads(result) -> dict:
     return {
-        e.asset_key.to_user_string(): (e.materialization.metadata["load"].value, len(e.materialization.metadata["files_read"].value))
+        e.asset_key.to_user_string(): (
+            e.materialization.metadata["load"].value,
+            len(e.materialization.metadata["files_read"].value),
+        )
         for e in result.get_asset_materialization_events()
         if e.asset_key.to_user_string().startswith("raw_")
     }
@@ -27,10 +30,16 @@ def with_data(wh, data_dir, **config):
 
 def test_raw_columns_have_explicit_types(built):
     wh, _ = built
-    types = dict(wh.query("select column_name, data_type from information_schema.columns where table_name = 'raw_orders'"))
+    types = dict(
+        wh.query("select column_name, data_type from information_schema.columns where table_name = 'raw_orders'")
+    )
     assert types == {
-        "order_id": "BIGINT", "customer_id": "BIGINT", "order_date": "DATE", "status": "VARCHAR",
-        "shipping_cost": "DECIMAL(18,2)", "_loaded_at": "TIMESTAMP",
+        "order_id": "BIGINT",
+        "customer_id": "BIGINT",
+        "order_date": "DATE",
+        "status": "VARCHAR",
+        "shipping_cost": "DECIMAL(18,2)",
+        "_loaded_at": "TIMESTAMP",
     }
 
 
@@ -70,7 +79,9 @@ def test_a_folder_of_files_gets_only_its_new_files_appended(tmp_path):
     (data / "raw_order_items" / "part-2.csv").write_text("\n".join([second_items[0], *second_items[7:]]) + "\n")
     second = loads(with_data(wh, data))
     assert (second["raw_orders"], second["raw_order_items"], second["raw_customers"]) == (
-        ("appended", 1), ("appended", 1), ("unchanged", 0)
+        ("appended", 1),
+        ("appended", 1),
+        ("unchanged", 0),
     )
     assert wh.scalar("select count(*) from raw.raw_orders") == 10
 
@@ -80,7 +91,9 @@ def test_a_folder_of_files_gets_only_its_new_files_appended(tmp_path):
 
     # A file loaded before and changed since (the cancelled order 1005 removed): all is read again.
     part_1 = data / "raw_orders" / "part-1.csv"
-    part_1.write_text("\n".join(line for line in part_1.read_text().splitlines() if not line.startswith("1005,")) + "\n")
+    part_1.write_text(
+        "\n".join(line for line in part_1.read_text().splitlines() if not line.startswith("1005,")) + "\n"
+    )
     assert loads(with_data(wh, data))["raw_orders"] == ("replaced", 2)
     assert wh.scalar("select count(*) from raw.raw_orders") == 9
 
@@ -91,7 +104,9 @@ def test_parquet_exports_give_the_same_marts_as_csv(built, tmp_path):
     parquet.mkdir()
     with duckdb.connect() as con:
         for csv in DATA.glob("*.csv"):
-            con.execute(f"copy (from read_csv('{csv}', all_varchar = true)) to '{parquet / csv.stem}.parquet' (format parquet)")
+            con.execute(
+                f"copy (from read_csv('{csv}', all_varchar = true)) to '{parquet / csv.stem}.parquet' (format parquet)"
+            )
     other = make_warehouse(tmp_path / "p")
     with_data(other, parquet)
     assert other.query(MART) == wh.query(MART)
