@@ -119,9 +119,10 @@ def write_atomically(path: Path, write: Callable[[str], T]) -> T:
         tmp.unlink(missing_ok=True)
 
 
-def _execute(cur: duckdb.DuckDBPyConnection, statement: str, model: Model, run=None):
+def _execute(cur: duckdb.DuckDBPyConnection, statement: str, model: Model, method=None):
+    """`statement` through `method` (default `cur.execute`); a DuckDB error names the file line."""
     try:
-        return (run or cur.execute)(statement)
+        return (method or cur.execute)(statement)
     except duckdb.Error as e:
         raise located(e, statement, model.sql, model.path, model.sql_line) from e
 
