@@ -511,10 +511,10 @@ def render(s: dict) -> str:
     out += [
         f"  {'sum':<34}{'':>12}  {sec(total['dagster_s']):>8}  {sec(total['floor_s']):>8}   "
         f"{sum(a['checks'] for a in s['assets']):>6}  {sec(total['dagster_checks_s']):>8}  {sec(total['floor_checks_s']):>8}",
-        "  (dagster: the factory's duration_s = build + describe/count/preview + any after_build hook (charts,",
-        "   exports); its checks: from the asset's materialization event to its last check event, so they include",
-        "   Dagster's event writes and, with concurrency, the statements running beside them. floor: the create",
-        "   statement (+ export COPY) / check queries alone.)",
+        "  (dagster: the engine's duration_s = build + export + describe/count/preview + any after_build hook",
+        "   (charts); its checks: from the asset's materialization event to its last check event, so they include",
+        "   Dagster's event writes and, with concurrency, the statements running beside them. floor: the same",
+        "   engine, one statement at a time, no charts: the time up to each asset's build and check events.)",
         "",
         f"total wall time (s)   {'median':>8} {'min':>8} {'max':>8}   cpu s (median)   cores used by other processes, per run",
     ]
