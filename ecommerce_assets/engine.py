@@ -111,7 +111,7 @@ def execute(
     held_back: set[str] = set()  # not built, or failed a blocking check: downstream must wait
     not_built: set[str] = set()  # selected but skipped or failed: its checks would read a stale table
     failures: list[str] = []
-    built: list[str] = []  # one log line at the end: every event costs a write to the event log
+    timings: dict[str, list] = {}  # table -> [rows, build s, checks s]: one log line at the end
     existing = {r[0] for r in run.con.execute("select table_name from information_schema.tables").fetchall()}
 
     def start(task: Task) -> Callable[[], object] | None:
@@ -126,7 +126,7 @@ def execute(
                     log.warning(f"{node.name}: check {check.name} not run, it reads {unavailable}, not built")
                 else:
                     runnable.append(check)
-            return (lambda: run_checks(run, node, runnable)) if runnable else None
+            return (lambda: _timed(run_checks, run, node, runnable)) if runnable else None
         if node.name not in selection.assets:
             return None
         waiting_on = [d for d in getattr(node, "deps", ()) if d in held_back]
@@ -140,7 +140,9 @@ def execute(
     def finish(task: Task, future: Future) -> Iterator[Built | Checked]:
         node = task.node
         if task.kind == "check":
-            for checked in future.result():
+            checked_all, seconds = future.result()
+            timings.setdefault(node.table, [None, None, 0.0])[2] = seconds
+            for checked in checked_all:
                 if checked.check.blocking and not (checked.outcome and checked.outcome.passed):
                     log.error(f"{node.name}: blocking check {checked.check.name} failed; downstream models are skipped")
                     held_back.add(node.name)
@@ -154,16 +156,36 @@ def execute(
             held_back.add(node.name)
             not_built.add(node.name)
             return
-        built.append(f"{node.table}: {result.stats.rows:,} rows in {result.duration_s} s")
+        timings.setdefault(node.table, [None, None, None])[:2] = [result.stats.rows, result.duration_s]
         existing.add(node.name)
         yield result
 
     concurrency = run.options.concurrency
     yield from run_tasks(plan(project.nodes, selection.checks), concurrency, start, finish, stop)
-    if built:
-        log.info(f"built, up to {concurrency} statement(s) at a time:\n" + "\n".join(built))
+    if timings:
+        log.info(f"timings, up to {concurrency} statement(s) at a time:\n" + timings_table(timings))
     if failures:
         raise RunFailed(failures)
+
+
+def timings_table(timings: Mapping[str, Sequence]) -> str:
+    """table, rows, build and checks seconds, aligned, in the order the builds finished, with totals."""
+
+    def cell(value, digits: int = 2) -> str:
+        return "-" if value is None else f"{value:,}" if isinstance(value, int) else f"{value:.{digits}f}"
+
+    rows = [(t, cell(r), cell(b), cell(c)) for t, (r, b, c) in timings.items()]
+    total = [sum(v[i] or 0 for v in timings.values()) for i in (1, 2)]
+    rows.append(("total", "", cell(total[0]), cell(total[1])))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'table':<{width}}  {'rows':>12}  {'build s':>8}  {'checks s':>8}"]
+    lines += [f"{t:<{width}}  {r:>12}  {b:>8}  {c:>8}" for t, r, b, c in rows]
+    return "\n".join(lines)
+
+
+def _timed(work: Callable, *args) -> tuple[object, float]:
+    started = time.perf_counter()
+    return work(*args), round(time.perf_counter() - started, 3)
 
 
 def build(run: Run, node: Node, after: AfterBuild | None, exists: bool) -> Built:
