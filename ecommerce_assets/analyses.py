@@ -102,7 +102,9 @@ def rfm_heatmap(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -> dict:
                     color="white" if peak and cell > peak * 0.6 else "black",
                 )
     fig.suptitle(f"RFM grid: {int(counts.sum()):,} customers")
-    return _save_chart(fig, run, "rfm_heatmap")
+    table = [["frequency \\ recency", *map(str, range(1, 6))]]
+    table += [[str(f), *(f"{counts[f - 1, r - 1]:,.0f}" for r in range(1, 6))] for f in range(5, 0, -1)]
+    return _save_chart(fig, run, "rfm_heatmap", "Customers per RFM cell", table)
 
 
 @_chart
@@ -127,7 +129,10 @@ def segment_chart(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -> dic
     ax.set_title("Revenue and predicted CLV by segment")
     ax.yaxis.set_major_formatter("{x:,.0f}")
     fig.subplots_adjust(bottom=0.18)
-    return _save_chart(fig, run, "segment_value")
+    peak = max((float(r[1]) for r in rows), default=0.0)
+    table = [["segment", "customers", "revenue", "predicted CLV", ""]]
+    table += [[r[0], f"{r[3]:,}", f"{r[1]:,.0f}", f"{r[2]:,.0f}", _bar(float(r[1]), peak)] for r in rows]
+    return _save_chart(fig, run, "segment_value", "Revenue and predicted CLV by segment", table)
 
 
 @_chart
@@ -166,7 +171,12 @@ def product_tier_chart(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -
     ax.set_ylabel("Revenue")
     ax.set_title("Revenue by product performance tier and category")
     ax.yaxis.set_major_formatter("{x:,.0f}")
-    return _save_chart(fig, run, "revenue_by_tier_and_category")
+    revenue = [sum(heights[i] for heights in stacks.values()) for i in range(len(tiers))]
+    table = [
+        ["tier", "revenue", ""],
+        *([t, f"{r:,.0f}", _bar(r, max(revenue))] for t, r in zip(tiers, revenue, strict=True)),
+    ]
+    return _save_chart(fig, run, "revenue_by_tier_and_category", "Revenue by product performance tier", table)
 
 
 def warm_up_matplotlib() -> None:
@@ -200,14 +210,41 @@ def _no_data(ax) -> None:
     ax.set_xticks([])
 
 
-def _save_chart(fig, run: Run, name: str) -> dict:
+def _save_chart(fig, run: Run, name: str, title: str, table: list[list[str]]) -> dict:
+    """The chart as `<output_dir>/charts/<name>.png` and three metadata entries, `title` first.
+
+    Dagster's UI renders a markdown entry inline only below 1,000 characters, which no PNG is: the
+    entry named `title` is the chart's numbers as a small table that shows on the asset page as it
+    is; the PNG itself is one click away ("[Show Markdown]") and on disk.
+    """
     path = output_path(run.output_dir, "charts", f"{name}.png")
     write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
     encoded = base64.b64encode(path.read_bytes()).decode("ascii")
     return {
-        f"chart_{name}": dg.MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})"),
-        f"chart_{name}_path": dg.MetadataValue.path(str(path)),
+        title: dg.MetadataValue.md(inline_table(table)),
+        f"{title}: chart": dg.MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})"),
+        f"{title}: PNG file": dg.MetadataValue.path(str(path)),
     }
+
+
+INLINE_MARKDOWN = 1000  # characters: the UI shows a longer markdown entry behind a click
+
+
+def inline_table(rows: list[list[str]]) -> str:
+    """A markdown table (first row: the header) short enough to render inline, rows cut from the end."""
+    header, body = rows[0], rows[1:]
+    for shown in range(len(body), -1, -1):
+        lines = [header, ["---"] * len(header), *body[:shown]]
+        md = "\n".join("| " + " | ".join(line) + " |" for line in lines)
+        if shown < len(body):
+            md += f"\n\n_{len(body) - shown} more rows in the chart_"
+        if len(md) < INLINE_MARKDOWN:
+            return md
+    return md
+
+
+def _bar(value: float, peak: float, width: int = 16) -> str:
+    return "█" * round(width * value / peak) if peak > 0 else ""
 
 
 # --- registry -------------------------------------------------------------------------------

@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     for command in (build, check):
         command.add_argument("--select", help="Dagster asset selection, e.g. 'tag:ml' or 'fct_customer_metrics*'")
         command.add_argument(
-            "--threads", type=int, help="statements run at a time (dbt's --threads); default: ECOMMERCE_CONCURRENCY"
+            "--threads",
+            type=_at_least_one,
+            help="statements run at a time (dbt's --threads); default: ECOMMERCE_CONCURRENCY",
         )
     args = parser.parse_args(argv)
 
@@ -57,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
             asset_selection=keys,  # with the checks of those assets
         )
     return report(result)
+
+
+def _at_least_one(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: use a whole number of at least 1")
+    return int(value)
 
 
 def _run_config(**options) -> dict | None:

@@ -34,7 +34,7 @@ def build_warehouse(
     defaults to those of the project's sql/macros/."""
     nodes = [*raw_tables, *models]
     project = engine.Project(nodes, load_macros() if macros is None else macros, after_build or {})
-    translator = translator or Translator()
+    translator = translator or Translator(freshness_hours=settings.freshness_hours)
     keys = {n.name: translator.asset_key(n) for n in nodes}
     names = {key: name for name, key in keys.items()}
     specs, check_specs = translator.specs(nodes)

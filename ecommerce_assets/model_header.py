@@ -25,6 +25,26 @@ EXPORT_FORMATS = {".csv": "format csv, header true", ".parquet": "format parquet
 
 _COMMENT_MARK = re.compile(r"/\*|\*/")
 
+# `owner:` in a header: an email (the pattern Dagster validates owners with) or a team name, with
+# or without Dagster's `team:` prefix.
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7}")
+_TEAM = re.compile(r"(?:team:)?([A-Za-z0-9][A-Za-z0-9_.-]*)")
+
+
+def dagster_owner(owner: str) -> str:
+    """An owner as Dagster writes it: `analytics` and `team:analytics` -> `team:analytics`, an
+    email unchanged. ValueError for anything else."""
+    owner = owner.strip()
+    if _EMAIL.fullmatch(owner):
+        return owner
+    team = _TEAM.fullmatch(owner)
+    if team is None:
+        raise ValueError(
+            f"use a team name (letters, digits, '_', '-', '.'; e.g. analytics or team:analytics) "
+            f"or an email address, not {owner!r}"
+        )
+    return f"team:{team.group(1)}"
+
 
 class ModelError(ValueError):
     """A model file that cannot be turned into an asset; the message names the file."""
@@ -62,6 +82,18 @@ class Header(Strict):
     materialized: Literal["view", "table", "incremental"] | None = None
     unique_key: str | None = None
     export: ExportSpec | None = None
+    # Normalized to Dagster's form (`team:<name>` or an email); default: the layer's owner.
+    owner: str | None = None
+
+    @field_validator("owner")
+    @classmethod
+    def _dagster_owner(cls, owner: str | None) -> str | None:
+        if owner is None:
+            return None
+        try:
+            return dagster_owner(owner)
+        except ValueError as e:
+            raise PydanticCustomError("owner", "{message}", {"message": str(e)}) from None
 
     @model_validator(mode="before")
     @classmethod

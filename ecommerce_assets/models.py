@@ -21,7 +21,7 @@ import sqlglot
 from sqlglot import exp
 
 from ecommerce_assets.checks import CheckDecl, column_check, sql_check
-from ecommerce_assets.model_header import EXPORT_FORMATS, ModelError, read_header
+from ecommerce_assets.model_header import EXPORT_FORMATS, ModelError, dagster_owner, read_header
 from ecommerce_assets.paths import SQL_DIR
 
 __all__ = [
@@ -43,6 +43,20 @@ MACROS_DIR = "macros"
 MATERIALIZED_BY_LAYER: dict[str, str] = {"staging": "view"}
 DEFAULT_MATERIALIZED = "table"
 
+# Owner per layer (the asset's owner in Dagster: a team name or an email); `owner:` in a header
+# overrides it. The raw loaders belong to the "raw" layer here. A layer not listed (a new folder
+# of sql/) belongs to DEFAULT_OWNER, the team that runs the warehouse, until its header or this
+# table says otherwise. The one place the defaults are declared.
+OWNER_BY_LAYER: dict[str, str] = {
+    "raw": "data-engineering",
+    "staging": "data-engineering",
+    "intermediate": "data-engineering",
+    "marts": "analytics",
+    "ml": "analytics",
+    "analyses": "analytics",
+}
+DEFAULT_OWNER = "data-engineering"
+
 # In a check's SQL, the check's own model table (SQLMesh's @this_model), replaced before parsing.
 THIS_MODEL = re.compile(r"@this_model\b", re.IGNORECASE)
 
@@ -51,6 +65,11 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def default_materialized(layer: str) -> str:
     return MATERIALIZED_BY_LAYER.get(layer, DEFAULT_MATERIALIZED)
+
+
+def default_owner(layer: str) -> str:
+    """The layer's owner as Dagster writes it: `team:<name>` or an email."""
+    return dagster_owner(OWNER_BY_LAYER.get(layer, DEFAULT_OWNER))
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,8 @@ class Model:
     tags: tuple[str, ...]
     columns: dict[str, str]
     checks: tuple[CheckDecl, ...]
+    # `team:<name>` or an email: the header's `owner:`, else the layer's (OWNER_BY_LAYER).
+    owner: str
     unique_key: str | None = None
     export: Export | None = None
     table_refs: frozenset[tuple[str, str]] = field(default_factory=frozenset)
@@ -149,6 +170,7 @@ def parse_model(path: Path, layer: str) -> Model:
         tags=tuple(dict.fromkeys([layer, *header.tags])),
         columns={column: spec.description for column, spec in header.columns.items()},
         checks=tuple(check for _, check in checks),
+        owner=header.owner or default_owner(layer),
         table_refs=_table_refs(tree),
         uses_analysis_date=uses_analysis_date,
     )

@@ -25,6 +25,9 @@ TARGETS = {
     "prod": {"duckdb_path": "warehouse/prod.duckdb", "memory_limit": "75%", "threads": 0, "concurrency": 4},
 }
 
+# The daily schedule's day plus a 2-hour margin for a slow or retried run.
+DEFAULT_FRESHNESS_HOURS = 26
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -38,6 +41,8 @@ class Settings:
     temp_directory: str
     schedule_cron: str
     schedule_timezone: str
+    # Every table's freshness policy fails this many hours after its last materialization.
+    freshness_hours: int = DEFAULT_FRESHNESS_HOURS
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -58,6 +63,7 @@ class Settings:
             temp_directory=env.get("ECOMMERCE_DUCKDB_TEMP_DIR", duckdb_path + ".tmp"),
             schedule_cron=env.get("ECOMMERCE_SCHEDULE_CRON", "0 6 * * *"),
             schedule_timezone=env.get("ECOMMERCE_SCHEDULE_TIMEZONE", "UTC"),
+            freshness_hours=_positive(env, "ECOMMERCE_FRESHNESS_HOURS", DEFAULT_FRESHNESS_HOURS),
         )
 
 
@@ -138,35 +144,40 @@ class DuckDBWarehouse(DuckDBResource):
 
 
 class PipelineConfig(dg.Config):
-    """Run config of the warehouse step (Materialize all > Open launchpad: ops -> warehouse -> config)."""
+    """Run config of the warehouse step (Materialize all > Open launchpad: ops -> warehouse -> config).
 
-    analysis_date: str | None = Field(
-        default=None,
+    Every field has a concrete default, so the Launchpad shows them all, prefilled; an empty value
+    (0 for concurrency) means the setting's default."""
+
+    analysis_date: str = Field(
+        default="",
         description="YYYY-MM-DD date recency, account age and trend windows are measured to. "
-        "Default: the latest completed order date in the data.",
+        "Empty: the latest completed order date in the data.",
     )
     full_refresh: bool = Field(
         default=False,
         description="Reload every raw file and rebuild incremental models from scratch (dbt's --full-refresh).",
     )
-    data_dir: str | None = Field(
-        default=None,
+    data_dir: str = Field(
+        default="",
         description="Directory with raw_customers, raw_orders, raw_order_items, raw_products "
-        "(.csv or .parquet). Default: ECOMMERCE_DATA_DIR, else data/ (dev: else the bundled sample data).",
+        "(.csv or .parquet). Empty: ECOMMERCE_DATA_DIR, else data/ (dev: else the bundled sample data).",
     )
-    concurrency: int | None = Field(
-        default=None,
+    concurrency: int = Field(
+        default=0,
         description="Statements run at a time (dbt's --threads); 1 runs them back to back. "
-        "Default: ECOMMERCE_CONCURRENCY, else 2 (dev) or 4 (prod).",
+        "0: ECOMMERCE_CONCURRENCY, else 2 (dev) or 4 (prod).",
     )
 
     def run_options(self, settings: Settings) -> RunOptions:
         """The engine's options; a bad value is a one-line error naming the setting."""
         try:
+            if self.concurrency < 0:
+                raise ValueError(f"concurrency={self.concurrency}: use 1 or more (0: ECOMMERCE_CONCURRENCY)")
             return RunOptions(
                 data_dir=Path(self.data_dir or settings.data_dir),
                 output_dir=Path(settings.output_dir),
-                concurrency=settings.concurrency if self.concurrency is None else self.concurrency,
+                concurrency=self.concurrency or settings.concurrency,
                 full_refresh=self.full_refresh,
                 analysis_date=RunOptions.parse_date(self.analysis_date),
             )

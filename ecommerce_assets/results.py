@@ -21,22 +21,22 @@ def materialization(built: Built, key: dg.AssetKey) -> dg.MaterializeResult:
     the build's metadata (files as paths)."""
     stats, node = built.stats, built.node
     descriptions = node.columns if isinstance(node, Model) else {}  # a raw table's are its types
+    # In the UI's order: the build's own entries (an analysis' charts first), the rows, the statement last.
     metadata: dict[str, object] = {
-        key: sql_block(value)
-        if key == "sql"
-        else dg.MetadataValue.path(str(value))
-        if isinstance(value, Path)
-        else value
+        key: dg.MetadataValue.path(str(value)) if isinstance(value, Path) else value
         for key, value in built.metadata.items()
+        if key != "sql"
     }
     metadata |= {
+        "preview": dg.MetadataValue.md(markdown_table(stats.preview_columns, stats.preview, total=stats.rows)),
         "dagster/row_count": stats.rows,
         "dagster/column_schema": dg.TableSchema(
             columns=[dg.TableColumn(name=c, type=t, description=descriptions.get(c)) for c, t in stats.columns]
         ),
-        "preview": dg.MetadataValue.md(markdown_table(stats.preview_columns, stats.preview, total=stats.rows)),
         "duration_s": built.duration_s,
     }
+    if "sql" in built.metadata:
+        metadata["sql"] = sql_block(built.metadata["sql"])
     return dg.MaterializeResult(asset_key=key, metadata=metadata)
 
 

@@ -45,10 +45,14 @@ ANALYSES = {
     "customer_product_affinity",
     "ml_features_export",
 }
-CHARTS = {  # asset -> (chart name, figure size in inches)
-    "rfm_score_grid": ("rfm_heatmap", analyses.RFM_HEATMAP_SIZE),
-    "segment_distribution": ("segment_value", analyses.SEGMENT_CHART_SIZE),
-    "top_products_by_tier": ("revenue_by_tier_and_category", analyses.TIER_CHART_SIZE),
+CHARTS = {  # asset -> (file name, title, figure size in inches)
+    "rfm_score_grid": ("rfm_heatmap", "Customers per RFM cell", analyses.RFM_HEATMAP_SIZE),
+    "segment_distribution": ("segment_value", "Revenue and predicted CLV by segment", analyses.SEGMENT_CHART_SIZE),
+    "top_products_by_tier": (
+        "revenue_by_tier_and_category",
+        "Revenue by product performance tier",
+        analyses.TIER_CHART_SIZE,
+    ),
 }
 D = Decimal
 
@@ -204,18 +208,29 @@ def test_winback_targets_empty_on_bundled_data(materialized):
 # --- charts and exports ---------------------------------------------------------------------
 
 
-def test_charts_are_pngs_of_the_expected_size_shown_inline(materialized):
+def test_charts_are_pngs_of_the_expected_size_shown_first_with_their_numbers_inline(materialized):
     wh, metadata = materialized
-    for asset, (chart, (width_in, height_in)) in CHARTS.items():
-        path = Path(metadata[asset][f"chart_{chart}_path"].value)
+    for asset, (chart, title, (width_in, height_in)) in CHARTS.items():
+        assert next(iter(metadata[asset])) == title  # the first entry on the asset page
+        numbers = metadata[asset][title].value
+        assert numbers.startswith("| ") and len(numbers) < analyses.INLINE_MARKDOWN  # rendered as it is
+        path = Path(metadata[asset][f"{title}: PNG file"].value)
         assert path == Path(wh.settings.output_dir) / "charts" / f"{chart}.png"
         data = path.read_bytes()
         assert _png_size(data) == (round(width_in * analyses.DPI), round(height_in * analyses.DPI))
-        md = metadata[asset][f"chart_{chart}"].value
+        md = metadata[asset][f"{title}: chart"].value
         prefix = f"![{chart}](data:image/png;base64,"
         assert md.startswith(prefix) and md.endswith(")")
         assert base64.b64decode(md[len(prefix) : -1]) == data
+    assert "| 2 | 0 | 0 | 0 | 2 | 0 |" in metadata["rfm_score_grid"]["Customers per RFM cell"].value
     assert not list((Path(wh.settings.output_dir) / "charts").glob(".*.tmp"))
+
+
+def test_a_long_chart_table_is_cut_to_render_inline():
+    rows = [["segment", "customers"], *([f"segment {i}", f"{i:,}"] for i in range(200))]
+    md = analyses.inline_table(rows)
+    assert len(md) < analyses.INLINE_MARKDOWN and md.endswith("more rows in the chart_")
+    assert md.splitlines()[2] == "| segment 0 | 0 |"
 
 
 def test_ml_features_parquet_export_matches_the_table(materialized):
@@ -341,10 +356,10 @@ def test_charts_cope_with_empty_tables(tmp_path):
         create table marts.fct_product_performance (
             performance_tier varchar, category varchar, revenue decimal(18, 2));
     """)
-    for asset, (chart, (width_in, height_in)) in CHARTS.items():
+    for asset, (_, title, (width_in, height_in)) in CHARTS.items():
         hook = analyses.EXTRAS[asset][0]
         metadata = hook(con, models[asset], _run(tmp_path))
-        data = Path(metadata[f"chart_{chart}_path"].value).read_bytes()
+        data = Path(metadata[f"{title}: PNG file"].value).read_bytes()
         assert _png_size(data) == (round(width_in * analyses.DPI), round(height_in * analyses.DPI))
 
 

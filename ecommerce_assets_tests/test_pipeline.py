@@ -11,7 +11,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ecommerce_assets.engine import Project, Selection, execute
+from ecommerce_assets.engine import Project, Selection, execute, timings_table
 from ecommerce_assets.models import load_models, resolve_deps
 from ecommerce_assets.planner import Task, plan, run_tasks
 from ecommerce_assets.pump import pump
@@ -251,10 +251,10 @@ def test_bad_analysis_date_fails_with_a_clear_message(warehouse):
 
 
 def test_bad_concurrency_fails_with_a_clear_message(warehouse):
-    result = warehouse.run(run_config={"ops": {"warehouse": {"config": {"concurrency": 0}}}})
+    result = warehouse.run(run_config={"ops": {"warehouse": {"config": {"concurrency": -1}}}})
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "run config concurrency=0: use 1 or more" in str(failure.step_failure_data.error.message)
+    assert "run config concurrency=-1: use 1 or more" in str(failure.step_failure_data.error.message)
 
 
 def test_selection_by_tag_runs_only_those_assets(built, tmp_path):
@@ -455,3 +455,19 @@ def test_a_terminated_run_interrupts_the_statement_running_on_every_worker(tmp_p
     assert len(run.cursors) == 2  # one cursor per worker
     run.close()
     con.close()
+
+
+def test_the_timings_table_aligns_rows_build_and_check_seconds_with_totals():
+    table = timings_table({"raw.raw_orders": [10, 0.15, None], "marts.fct_customer_metrics": [1_000_000, 2.5, 0.25]})
+    assert table.splitlines() == [
+        "table                               rows   build s  checks s",
+        "raw.raw_orders                        10      0.15         -",
+        "marts.fct_customer_metrics     1,000,000      2.50      0.25",
+        "total                                         2.65      0.25",
+    ]
+
+
+def test_the_launchpad_shows_every_run_config_field_with_its_default(warehouse):
+    job = warehouse.defs.resolve_job_def("warehouse_job")
+    config = dg.validate_run_config(job, {})["ops"]["warehouse"]["config"]
+    assert config == {"analysis_date": "", "full_refresh": False, "data_dir": "", "concurrency": 0}
