@@ -1,9 +1,9 @@
-"""`ecommerce-assets build|check`: the CI gate.
+"""`ecommerce-assets build|check|compile`: the CI gate.
 
 `dagster asset materialize` exits 0 when a non-blocking check fails, and Dagster has no command
 that runs only checks. This runs the same jobs in-process (recorded in $DAGSTER_HOME when it is
 set, so the UI shows the run), prints every check result, and exits non-zero when a run fails or
-any ERROR-severity check fails.
+any ERROR-severity check fails. `compile` prints the SQL a run would execute (dbt compile).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import dagster as dg
 
@@ -23,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--data-dir", help="directory with the raw files; default: ECOMMERCE_DATA_DIR or data/")
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     check = sub.add_parser("check", help="run only the checks against the tables already in the DuckDB file")
+    compile_ = sub.add_parser(
+        "compile", help="print the statements a run would execute, validated in memory (the DuckDB file is not opened)"
+    )
+    compile_.add_argument("--select", help="Dagster asset selection, e.g. 'tag:ml' or 'fct_customer_metrics*'")
     for command in (build, check):
         command.add_argument("--select", help="Dagster asset selection, e.g. 'tag:ml' or 'fct_customer_metrics*'")
         command.add_argument(
@@ -32,12 +37,23 @@ def main(argv: list[str] | None = None) -> int:
         )
     args = parser.parse_args(argv)
 
-    from ecommerce_assets.definitions import defs  # after parsing, so --help is instant
+    from ecommerce_assets.model_header import ModelError  # after parsing, so --help is instant
+
+    try:
+        defs = load_definitions()
+        keys = (
+            sorted(dg.AssetSelection.from_string(args.select).resolve(defs.resolve_asset_graph()))
+            if args.select
+            else None
+        )
+        if args.command == "compile":
+            print(compile_selection(keys), end="")
+            return 0
+    except ModelError as e:  # a broken model or check: `file:line: message`, without a traceback
+        print(_one_line(e), file=sys.stderr)
+        return 1
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    keys = (
-        sorted(dg.AssetSelection.from_string(args.select).resolve(defs.resolve_asset_graph())) if args.select else None
-    )
     if args.command == "check":
         job = defs.resolve_job_def("checks_job")
         if keys:
@@ -59,6 +75,37 @@ def main(argv: list[str] | None = None) -> int:
             asset_selection=keys,  # with the checks of those assets
         )
     return report(result)
+
+
+def load_definitions() -> dg.Definitions:
+    """The code location's definitions; loading them binds every model and check (catalog.bind)."""
+    from ecommerce_assets.definitions import defs
+
+    return defs
+
+
+def compile_selection(keys: list[dg.AssetKey] | None) -> str:
+    """The statements a run of `keys` (default: everything) and their checks would execute."""
+    from ecommerce_assets.catalog import compile_sql
+    from ecommerce_assets.definitions import load_project
+    from ecommerce_assets.engine import Project, Selection
+    from ecommerce_assets.raw import RAW_TABLES
+    from ecommerce_assets.resources import Settings
+    from ecommerce_assets.specs import Translator
+
+    models, macros = load_project()
+    nodes = [*RAW_TABLES, *models]
+    selection = Selection.everything(nodes)
+    if keys is not None:
+        names = {n.name for n in nodes if Translator().asset_key(n) in set(keys)}
+        selection = Selection(frozenset(names), frozenset(c for c in selection.checks if c[0] in names))
+    settings = Settings.from_env()
+    return compile_sql(Project(nodes, macros), selection, Path(settings.data_dir), Path(settings.output_dir))
+
+
+def _one_line(error: Exception) -> str:
+    """The message's first paragraph (DuckDB's `LINE n:` excerpt follows it) on one line."""
+    return " ".join(line.strip() for line in str(error).strip().split("\n\n")[0].splitlines())
 
 
 def _at_least_one(value: str) -> int:

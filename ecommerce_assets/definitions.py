@@ -9,17 +9,22 @@ import dagster as dg
 
 from ecommerce_assets import analyses
 from ecommerce_assets.factory import build_warehouse
-from ecommerce_assets.models import load_macros, load_models, resolve_deps
+from ecommerce_assets.models import Model, load_macros, load_models, resolve_deps
 from ecommerce_assets.paths import SQL_DIR
 from ecommerce_assets.raw import RAW_TABLES
 from ecommerce_assets.resources import DuckDBWarehouse, Settings
 from ecommerce_assets.schedules import checks_job, daily_schedule, warehouse_job
 
 
+def load_project(sql_dir: Path = SQL_DIR) -> tuple[list[Model], list[str]]:
+    """The models of `sql_dir`, resolved and in dependency order, and its macros."""
+    return resolve_deps(load_models(sql_dir), {r.name: "raw" for r in RAW_TABLES}), load_macros(sql_dir)
+
+
 def build_definitions(settings: Settings | None = None, sql_dir: Path = SQL_DIR) -> dg.Definitions:
     settings = settings or Settings.from_env()
-    models = resolve_deps(load_models(sql_dir), {r.name: "raw" for r in RAW_TABLES})
-    warehouse = build_warehouse(models, settings, after_build=analyses.after_build(models), macros=load_macros(sql_dir))
+    models, macros = load_project(sql_dir)
+    warehouse = build_warehouse(models, settings, after_build=analyses.after_build(models), macros=macros)
     return dg.Definitions(
         assets=[warehouse],
         jobs=[warehouse_job, checks_job],

@@ -28,6 +28,10 @@ T = TypeVar("T")
 _LINE = re.compile(r"\bLINE (\d+):")
 
 
+# The columns an incremental model's table adds to its query's.
+INCREMENTAL_COLUMNS = ("row_hash", "updated_at")
+
+
 def _with_hash(model: Model) -> str:
     # The hash covers every column of the query: a row is rewritten only when its content changed.
     return (

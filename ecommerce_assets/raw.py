@@ -7,12 +7,17 @@ previous table stays in place (`create or replace table` is one atomic statement
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
+from functools import cache, cached_property
 from pathlib import Path
 
 import duckdb
 
 SCHEMA = "raw"
+
+# The column `load` adds after the declared ones (getvariable('run_started_at')), and its description.
+LOADED_AT = ("_loaded_at", "timestamp", "When the run that loaded the row started (UTC)")
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,7 @@ class RawTable:
     name: str
     description: str
     columns: dict[str, str]  # name -> DuckDB type, in file order
+    column_descriptions: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def layer(self) -> str:
@@ -28,6 +34,20 @@ class RawTable:
     @property
     def table(self) -> str:
         return f"{SCHEMA}.{self.name}"
+
+    @property
+    def table_columns(self) -> dict[str, str]:
+        """The loaded table's columns and types: the declared ones, then `_loaded_at`."""
+        return {**self.columns, LOADED_AT[0]: LOADED_AT[1]}
+
+    @property
+    def descriptions(self) -> dict[str, str]:
+        return {**self.column_descriptions, LOADED_AT[0]: LOADED_AT[2]}
+
+    @cached_property
+    def code_version(self) -> str:
+        """Changes with the loader's code or the declared columns, not with a description."""
+        return hashlib.sha256(f"{_loader_code()}\n{self.table_columns!r}".encode()).hexdigest()[:16]
 
 
 MONEY = "decimal(18, 2)"
@@ -44,6 +64,14 @@ RAW_TABLES = (
             "country": "varchar",
             "created_at": "date",
         },
+        {
+            "customer_id": "Customer id",
+            "email": "Email address as entered: not lower-cased, may be empty or invalid",
+            "first_name": "First name as entered",
+            "last_name": "Last name as entered",
+            "country": "Country code as entered, any case (US, UK, CA in the sample)",
+            "created_at": "Date the customer account was created",
+        },
     ),
     RawTable(
         "raw_orders",
@@ -54,6 +82,13 @@ RAW_TABLES = (
             "order_date": "date",
             "status": "varchar",
             "shipping_cost": MONEY,
+        },
+        {
+            "order_id": "Order id",
+            "customer_id": "Customer who placed the order (raw_customers.customer_id)",
+            "order_date": "Date the order was placed",
+            "status": "Order status as entered (completed, cancelled, ...)",
+            "shipping_cost": "Shipping charged on the order",
         },
     ),
     RawTable(
@@ -66,6 +101,13 @@ RAW_TABLES = (
             "quantity": "integer",
             "unit_price": MONEY,
         },
+        {
+            "order_item_id": "Order line id",
+            "order_id": "Order the line belongs to (raw_orders.order_id)",
+            "product_id": "Product ordered (raw_products.product_id)",
+            "quantity": "Units ordered (staging drops lines with 0 or fewer)",
+            "unit_price": "Price paid per unit",
+        },
     ),
     RawTable(
         "raw_products",
@@ -76,6 +118,13 @@ RAW_TABLES = (
             "category": "varchar",
             "cost_price": MONEY,
             "list_price": MONEY,
+        },
+        {
+            "product_id": "Product id",
+            "product_name": "Product name as entered",
+            "category": "Product category as entered (Electronics, Accessories in the sample)",
+            "cost_price": "What one unit costs the shop",
+            "list_price": "Catalogue price of one unit",
         },
     ),
 )
@@ -219,3 +268,13 @@ def _check_header(path: Path, raw: RawTable, header: list[str]) -> None:
 
 def _quote(path: Path) -> str:
     return str(path).replace("'", "''")
+
+
+@cache
+def _loader_code() -> str:
+    """This file without the RAW_TABLES declarations (each table adds its own columns to its code
+    version): editing a description leaves the code versions alone, any other edit changes them."""
+    text = Path(__file__).with_suffix(".py").read_text()
+    start = text.find("\nRAW_TABLES = (")
+    end = text.find("\n)\n", start)
+    return text if start < 0 or end < 0 else text[:start] + text[end:]

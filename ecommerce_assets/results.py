@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -12,11 +13,31 @@ from ecommerce_assets.markdown import markdown_table
 from ecommerce_assets.models import Model
 
 
-def to_dagster(event: Built | Checked, key: dg.AssetKey) -> dg.MaterializeResult | dg.AssetCheckResult:
-    return materialization(event, key) if isinstance(event, Built) else check_result(event, key)
+def to_dagster(
+    event: Built | Checked, key: dg.AssetKey, lineage: dg.TableColumnLineage | None = None
+) -> dg.MaterializeResult | dg.AssetCheckResult:
+    return materialization(event, key, lineage) if isinstance(event, Built) else check_result(event, key)
 
 
-def materialization(built: Built, key: dg.AssetKey) -> dg.MaterializeResult:
+def column_lineage(
+    found: Mapping[str, Mapping[str, Sequence[tuple[str, str]]]], keys: Mapping[str, dg.AssetKey]
+) -> dict[str, dg.TableColumnLineage]:
+    """`lineage.column_lineage`'s answer (model -> column -> [(upstream node, column)]) for Dagster."""
+    return {
+        model: dg.TableColumnLineage(
+            deps_by_column={
+                column: [dg.TableColumnDep(asset_key=keys[node], column_name=c) for node, c in deps]
+                for column, deps in columns.items()
+                if deps
+            }
+        )
+        for model, columns in found.items()
+    }
+
+
+def materialization(
+    built: Built, key: dg.AssetKey, lineage: dg.TableColumnLineage | None = None
+) -> dg.MaterializeResult:
     """Row count, column schema, a preview of the rows, the statement that ran, and the rest of
     the build's metadata (files as paths)."""
     stats, node = built.stats, built.node
@@ -35,6 +56,8 @@ def materialization(built: Built, key: dg.AssetKey) -> dg.MaterializeResult:
         ),
         "duration_s": built.duration_s,
     }
+    if lineage is not None:
+        metadata["dagster/column_lineage"] = lineage
     if "sql" in built.metadata:
         metadata["sql"] = sql_block(built.metadata["sql"])
     return dg.MaterializeResult(asset_key=key, metadata=metadata)

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from ecommerce_assets.catalog import Catalog
 from ecommerce_assets.checks import CheckDecl
 from ecommerce_assets.models import Model, default_owner
 from ecommerce_assets.raw import RawTable
@@ -47,20 +48,52 @@ class Translator:
         materialization (ECOMMERCE_FRESHNESS_HOURS: the daily schedule's day plus a margin)."""
         return dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=self.freshness_hours))
 
-    def raw_spec(self, raw: RawTable) -> dg.AssetSpec:
-        columns = [dg.TableColumn(name=c, type=t) for c, t in raw.columns.items()]
+    def column_descriptions(self, node: RawTable | Model) -> dict[str, str]:
+        """A model's from its header (and upstream headers); a raw table's from raw.py."""
+        return node.descriptions if isinstance(node, RawTable) else node.columns
+
+    def column_constraints(self, node: RawTable | Model, column: str) -> dg.TableColumnConstraints:
+        """What the column's ERROR checks guard: `not_null` -> not nullable, `unique` -> unique. A WARN
+        check does not count: stg_customers.email is NULL when invalid, and its not_null only warns."""
+        kinds = {c.kind for c in getattr(node, "checks", ()) if c.column == column and c.blocking}
+        return dg.TableColumnConstraints(nullable="not_null" not in kinds, unique="unique" in kinds)
+
+    def column_schema(self, node: RawTable | Model, catalog: Catalog | None) -> dg.TableSchema | None:
+        """The columns and types DuckDB binds (`catalog.bind`), with descriptions and constraints.
+        Without a catalog: a raw table's declared columns, nothing for a model."""
+        columns = catalog.columns.get(node.name) if catalog else None
+        if columns is None:
+            if not isinstance(node, RawTable):
+                return None
+            columns = list(node.table_columns.items())
+        descriptions = self.column_descriptions(node)
+        return dg.TableSchema(
+            columns=[
+                dg.TableColumn(
+                    name=c,
+                    type=t,
+                    description=descriptions.get(c) or None,
+                    constraints=self.column_constraints(node, c),
+                )
+                for c, t in columns
+            ]
+        )
+
+    def raw_spec(self, raw: RawTable, catalog: Catalog | None = None) -> dg.AssetSpec:
         return dg.AssetSpec(
             key=self.asset_key(raw),
             group_name=self.group_name(raw),
             description=self.description(raw),
             kinds={"duckdb"},
+            code_version=raw.code_version,
             owners=self.owners(raw),
             freshness_policy=self.freshness_policy(raw),
             skippable=True,
-            metadata={"dagster/table_name": raw.table, "dagster/column_schema": dg.TableSchema(columns=columns)},
+            metadata={"dagster/table_name": raw.table, "dagster/column_schema": self.column_schema(raw, catalog)},
         )
 
-    def model_spec(self, model: Model, keys: dict[str, dg.AssetKey]) -> dg.AssetSpec:
+    def model_spec(self, model: Model, keys: dict[str, dg.AssetKey], catalog: Catalog | None = None) -> dg.AssetSpec:
+        schema = self.column_schema(model, catalog)
         return dg.AssetSpec(
             key=keys[model.name],
             deps=[keys[d] for d in model.deps],
@@ -76,6 +109,7 @@ class Translator:
                 "dagster/table_name": model.table,
                 "materialized": model.materialized,
                 "dagster/code_references": code_reference(model.path),
+                **({"dagster/column_schema": schema} if schema else {}),
             },
         )
 
@@ -89,9 +123,13 @@ class Translator:
             metadata={"severity": check.severity, "kind": check.kind, "query": sql_block(model.check_sql[check.name])},
         )
 
-    def specs(self, nodes: Sequence[RawTable | Model]) -> tuple[list[dg.AssetSpec], list[dg.AssetCheckSpec]]:
-        """Every node's asset spec and every check's spec."""
+    def specs(
+        self, nodes: Sequence[RawTable | Model], catalog: Catalog | None = None
+    ) -> tuple[list[dg.AssetSpec], list[dg.AssetCheckSpec]]:
+        """Every node's asset spec and every check's spec; `catalog` gives the column schemas."""
         keys = {n.name: self.asset_key(n) for n in nodes}
         models = [n for n in nodes if isinstance(n, Model)]
-        assets = [self.raw_spec(n) if isinstance(n, RawTable) else self.model_spec(n, keys) for n in nodes]
+        assets = [
+            self.raw_spec(n, catalog) if isinstance(n, RawTable) else self.model_spec(n, keys, catalog) for n in nodes
+        ]
         return assets, [self.check_spec(m, c, keys) for m in models for c in m.checks]

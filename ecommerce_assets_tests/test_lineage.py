@@ -230,3 +230,24 @@ def test_a_model_sqlglot_cannot_analyse_maps_to_empty_lists_and_warns(project):
     result = analyse_lineage([ambiguous], schemas)
     assert result.columns["probe"] == {"order_id": [], "status": [("raw_orders", "status")]}
     assert result.problems == {"probe": ["cannot tell which table column order_id comes from"]}
+
+
+def test_materializations_carry_column_lineage_that_reaches_raw_columns(built):
+    wh, result = built
+    lineage = {
+        e.asset_key.to_user_string(): e.materialization.metadata["dagster/column_lineage"].value
+        for e in result.get_asset_materialization_events()
+        if "dagster/column_lineage" in e.materialization.metadata
+    }
+    assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} - set(lineage) == {
+        r.name for r in RAW_TABLES
+    }
+
+    def deps(asset: str, column: str) -> set[tuple[str, str]]:
+        return {(d.asset_key.to_user_string(), d.column_name) for d in lineage[asset].deps_by_column.get(column, [])}
+
+    assert deps("fct_customer_metrics", "monetary_value") == {("int_customer_rfm", "monetary_value")}
+    assert deps("int_customer_rfm", "monetary_value") == {("int_customer_orders", "order_total")}
+    assert ("stg_order_items", "line_total") in deps("int_customer_orders", "order_total")
+    assert ("raw_order_items", "quantity") in deps("stg_order_items", "line_total")
+    assert "row_hash" not in lineage["fct_customer_metrics_incremental"].deps_by_column
