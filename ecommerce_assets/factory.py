@@ -44,10 +44,17 @@ def build_warehouse(
     catalog = bind(nodes, project.macros) if catalog is None else catalog
     specs, check_specs = translator.specs(nodes, catalog)
 
+    schemas = {spec.key: spec.metadata.get("dagster/column_schema") for spec in specs}
+
     @functools.cache
-    def lineage() -> dict[str, dg.TableColumnLineage]:
-        # Computed by the first run that needs it, not when the definitions load (~0.1-0.2 s).
-        return column_lineage(model_lineage(models, catalog), keys)
+    def catalog_metadata() -> dict[str, dict[str, object]]:
+        """Per node: the definition's column schema and the column lineage, for its materializations.
+        Computed by the first run that needs it, not when the definitions load (lineage: ~0.1 s)."""
+        lineage = column_lineage(model_lineage(models, catalog), keys)
+        entries = {n.name: {"dagster/column_schema": schemas[keys[n.name]]} for n in nodes if schemas[keys[n.name]]}
+        for name, columns in lineage.items():
+            entries.setdefault(name, {})["dagster/column_lineage"] = columns
+        return entries
 
     @dg.multi_asset(
         name=name,
@@ -67,7 +74,7 @@ def build_warehouse(
             try:
                 work = partial(engine.execute, run, project, selection)
                 for event in pump(work, context.log, run.interrupt):
-                    yield to_dagster(event, keys[event.node.name], lineage().get(event.node.name))
+                    yield to_dagster(event, keys[event.node.name], catalog_metadata().get(event.node.name))
             except engine.RunFailed as e:
                 raise dg.Failure(description=str(e)) from None
             finally:

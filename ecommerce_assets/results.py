@@ -14,9 +14,9 @@ from ecommerce_assets.models import Model
 
 
 def to_dagster(
-    event: Built | Checked, key: dg.AssetKey, lineage: dg.TableColumnLineage | None = None
+    event: Built | Checked, key: dg.AssetKey, catalog: Mapping[str, object] | None = None
 ) -> dg.MaterializeResult | dg.AssetCheckResult:
-    return materialization(event, key, lineage) if isinstance(event, Built) else check_result(event, key)
+    return materialization(event, key, catalog) if isinstance(event, Built) else check_result(event, key)
 
 
 def column_lineage(
@@ -36,10 +36,11 @@ def column_lineage(
 
 
 def materialization(
-    built: Built, key: dg.AssetKey, lineage: dg.TableColumnLineage | None = None
+    built: Built, key: dg.AssetKey, catalog: Mapping[str, object] | None = None
 ) -> dg.MaterializeResult:
     """Row count, column schema, a preview of the rows, the statement that ran, and the rest of
-    the build's metadata (files as paths)."""
+    the build's metadata (files as paths). `catalog`: entries that replace the table's own, e.g.
+    the definition's column schema (with the constraints its checks guard) and column lineage."""
     stats, node = built.stats, built.node
     descriptions = node.columns if isinstance(node, Model) else {}  # a raw table's are its types
     # In the UI's order: the build's own entries (an analysis' charts first), the rows, the statement last.
@@ -56,8 +57,7 @@ def materialization(
         ),
         "duration_s": built.duration_s,
     }
-    if lineage is not None:
-        metadata["dagster/column_lineage"] = lineage
+    metadata |= catalog or {}
     if "sql" in built.metadata:
         metadata["sql"] = sql_block(built.metadata["sql"])
     return dg.MaterializeResult(asset_key=key, metadata=metadata)

@@ -100,6 +100,7 @@ def test_models_show_schema_rows_sql_and_preview_in_the_ui(built):
     columns = {c.name: c for c in metadata["dagster/column_schema"].schema.columns}
     assert columns["predicted_clv_12m"].description == "Predicted customer lifetime value for next 12 months"
     assert columns["customer_id"].type == "BIGINT"
+    assert not columns["customer_id"].constraints.nullable and columns["customer_id"].constraints.unique
     assert "create or replace table marts.fct_customer_metrics" in metadata["sql"].value
     assert "| customer_id |" in metadata["preview"].value
     assert metadata_of["int_customer_rfm"]["analysis_date"].value == "2023-07-20"
