@@ -18,7 +18,7 @@ from ecommerce_assets.models import Model, load_macros
 from ecommerce_assets.pump import pump
 from ecommerce_assets.raw import RAW_TABLES, RawTable
 from ecommerce_assets.resources import DuckDBWarehouse, PipelineConfig, Settings
-from ecommerce_assets.results import column_lineage, to_dagster
+from ecommerce_assets.results import column_lineage, lineage_table, to_dagster
 from ecommerce_assets.run import Run
 from ecommerce_assets.specs import Translator
 
@@ -53,7 +53,9 @@ def build_warehouse(
         lineage = column_lineage(model_lineage(models, catalog), keys)
         entries = {n.name: {"dagster/column_schema": schemas[keys[n.name]]} for n in nodes if schemas[keys[n.name]]}
         for name, columns in lineage.items():
-            entries.setdefault(name, {})["dagster/column_lineage"] = columns
+            entries.setdefault(name, {}).update(
+                {"dagster/column_lineage": columns, "column lineage": lineage_table(columns)}
+            )
         return entries
 
     @dg.multi_asset(

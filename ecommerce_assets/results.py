@@ -35,6 +35,16 @@ def column_lineage(
     }
 
 
+def lineage_table(lineage: dg.TableColumnLineage) -> dg.MetadataValue:
+    """The column lineage as a markdown table: Dagster's open-source UI does not draw
+    `dagster/column_lineage` (a Dagster+ view), but it shows this on the asset page."""
+    rows = [
+        (column, ", ".join(f"{d.asset_key.to_user_string()}.{d.column_name}" for d in deps))
+        for column, deps in lineage.deps_by_column.items()
+    ]
+    return dg.MetadataValue.md(markdown_table(["column", "computed from"], rows))
+
+
 def materialization(
     built: Built, key: dg.AssetKey, catalog: Mapping[str, object] | None = None
 ) -> dg.MaterializeResult:

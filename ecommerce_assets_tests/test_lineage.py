@@ -251,3 +251,10 @@ def test_materializations_carry_column_lineage_that_reaches_raw_columns(built):
     assert ("stg_order_items", "line_total") in deps("int_customer_orders", "order_total")
     assert ("raw_order_items", "quantity") in deps("stg_order_items", "line_total")
     assert "row_hash" not in lineage["fct_customer_metrics_incremental"].deps_by_column
+    # What Dagster's open-source UI shows of it (it does not draw dagster/column_lineage).
+    shown = next(
+        e.materialization.metadata["column lineage"].value
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "fct_customer_metrics"
+    )
+    assert "| monetary_value | int_customer_rfm.monetary_value |" in shown
