@@ -9,8 +9,10 @@ any ERROR-severity check fails. `compile` prints the SQL a run would execute (db
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -38,17 +40,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ecommerce_assets.model_header import ModelError  # after parsing, so --help is instant
+    from ecommerce_assets.resources import SettingError
 
     try:
+        if getattr(args, "analysis_date", None):
+            _analysis_date(args.analysis_date)
         defs = load_definitions()
-        keys = (
-            sorted(dg.AssetSelection.from_string(args.select).resolve(defs.resolve_asset_graph()))
-            if args.select
-            else None
-        )
+        keys = select(defs, args.select) if args.select else None
         if args.command == "compile":
             print(compile_selection(keys), end="")
             return 0
+        if args.command == "check":
+            _built_before(defs)
+    except (SettingError, UsageError) as e:  # a usage error: one line, before any data changes
+        print(f"ecommerce-assets {args.command}: {e}", file=sys.stderr)
+        return 2
     except ModelError as e:  # a broken model or check: `file:line: message`, without a traceback
         print(_one_line(e), file=sys.stderr)
         return 1
@@ -75,6 +81,47 @@ def main(argv: list[str] | None = None) -> int:
             asset_selection=keys,  # with the checks of those assets
         )
     return report(result)
+
+
+class UsageError(Exception):
+    """A flag or setting the command cannot work with; the message names it."""
+
+
+def select(defs: dg.Definitions, selection: str) -> list[dg.AssetKey]:
+    """The assets `selection` names; a selection that matches nothing is a usage error naming
+    the closest asset keys, tags and groups (a typo must not rebuild everything)."""
+    graph = defs.resolve_asset_graph()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dg.BetaWarning)  # tag: selections, on every use
+            keys = sorted(dg.AssetSelection.from_string(selection).resolve(graph))
+    except Exception:  # an unknown key, or syntax Dagster's parser rejects
+        keys = []
+    if not keys:
+        nodes = [graph.get(k) for k in graph.get_all_asset_keys()]
+        names = {k.to_user_string() for k in graph.get_all_asset_keys()}
+        names |= {f"tag:{t}" for n in nodes for t in n.tags if not t.startswith("dagster/")}
+        names |= {f"group:{n.group_name}" for n in nodes}
+        closest = difflib.get_close_matches(selection, sorted(names), n=3, cutoff=0.5)
+        hint = f"; closest: {', '.join(closest)}" if closest else ""
+        raise UsageError(f"--select {selection!r} matches no asset{hint}")
+    return keys
+
+
+def _analysis_date(value: str) -> None:
+    from ecommerce_assets.run import RunOptions
+
+    try:
+        RunOptions.parse_date(value, "--analysis-date")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _built_before(defs: dg.Definitions) -> None:
+    """`check` reads the tables a build wrote; without a warehouse it must not create an empty one."""
+    database = defs.resources["duckdb"].database
+    if database != ":memory:" and not Path(database).exists():
+        raise UsageError(f"no warehouse at {database} (ECOMMERCE_DUCKDB_PATH): run `ecommerce-assets build` first")
 
 
 def load_definitions() -> dg.Definitions:

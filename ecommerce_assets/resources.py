@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import time
+import zoneinfo
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,13 @@ TARGETS = {
 
 # The daily schedule's day plus a 2-hour margin for a slow or retried run.
 DEFAULT_FRESHNESS_HOURS = 26
+
+# DuckDB's memory_limit: a size (2GB, 512MiB) or a share of the machine's memory (75%).
+_MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*([kmgt]i?b|b)|\d+(\.\d+)?%", re.IGNORECASE)
+
+
+class SettingError(ValueError):
+    """A bad ECOMMERCE_* setting: one line naming the variable, its value and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -49,29 +58,71 @@ class Settings:
         env = dict(os.environ if env is None else env)
         target = env.get("ECOMMERCE_TARGET", "dev")
         if target not in TARGETS:
-            raise ValueError(f"ECOMMERCE_TARGET={target!r}: use one of {sorted(TARGETS)}")
+            raise SettingError(f"ECOMMERCE_TARGET={target!r}: use one of {', '.join(sorted(TARGETS))}")
         defaults = TARGETS[target]
-        duckdb_path = _absolute(env.get("ECOMMERCE_DUCKDB_PATH", defaults["duckdb_path"]))
+        duckdb_path = _duckdb_path(_absolute(env.get("ECOMMERCE_DUCKDB_PATH", defaults["duckdb_path"])))
         return cls(
             target=target,
             duckdb_path=duckdb_path,
             data_dir=_absolute(env.get("ECOMMERCE_DATA_DIR", str(default_data_dir(target)))),
             output_dir=_absolute(env.get("ECOMMERCE_OUTPUT_DIR", "output")),
-            memory_limit=env.get("ECOMMERCE_DUCKDB_MEMORY_LIMIT", defaults["memory_limit"]),
-            threads=int(env.get("ECOMMERCE_DUCKDB_THREADS", defaults["threads"])),
-            concurrency=_positive(env, "ECOMMERCE_CONCURRENCY", defaults["concurrency"]),
+            memory_limit=_memory_limit(env.get("ECOMMERCE_DUCKDB_MEMORY_LIMIT", defaults["memory_limit"])),
+            threads=_whole(env, "ECOMMERCE_DUCKDB_THREADS", defaults["threads"], minimum=0),
+            concurrency=_whole(env, "ECOMMERCE_CONCURRENCY", defaults["concurrency"]),
             temp_directory=env.get("ECOMMERCE_DUCKDB_TEMP_DIR", duckdb_path + ".tmp"),
-            schedule_cron=env.get("ECOMMERCE_SCHEDULE_CRON", "0 6 * * *"),
-            schedule_timezone=env.get("ECOMMERCE_SCHEDULE_TIMEZONE", "UTC"),
-            freshness_hours=_positive(env, "ECOMMERCE_FRESHNESS_HOURS", DEFAULT_FRESHNESS_HOURS),
+            schedule_cron=_cron(env.get("ECOMMERCE_SCHEDULE_CRON", "0 6 * * *")),
+            schedule_timezone=_timezone(env.get("ECOMMERCE_SCHEDULE_TIMEZONE", "UTC")),
+            freshness_hours=_whole(env, "ECOMMERCE_FRESHNESS_HOURS", DEFAULT_FRESHNESS_HOURS),
         )
 
 
-def _positive(env: dict[str, str], name: str, default: int) -> int:
+def _whole(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
     value = env.get(name, str(default))
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{name}={value!r}: use a whole number of at least 1")
+    if not value.isdigit() or int(value) < minimum:
+        raise SettingError(f"{name}={value!r}: use a whole number of at least {minimum}")
     return int(value)
+
+
+def _memory_limit(value: str) -> str:
+    if not _MEMORY_LIMIT.fullmatch(value.strip()):
+        raise SettingError(
+            f"ECOMMERCE_DUCKDB_MEMORY_LIMIT={value!r}: use a size such as 2GB or 512MiB, or a share of memory such as 75%"
+        )
+    return value
+
+
+def _cron(value: str) -> str:
+    from dagster._utils.schedules import is_valid_cron_string  # what ScheduleDefinition checks
+
+    if not is_valid_cron_string(value):
+        raise SettingError(f"ECOMMERCE_SCHEDULE_CRON={value!r}: use a cron expression such as '0 6 * * *'")
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SettingError(
+            f"ECOMMERCE_SCHEDULE_TIMEZONE={value!r}: use an IANA time zone such as UTC or Asia/Jakarta"
+        ) from None
+    return value
+
+
+def _duckdb_path(path: str) -> str:
+    """A file this process can create or write: a directory, or a folder it may not write, fails now
+    instead of after the resource's ~100 s of connection retries."""
+    if path == ":memory:":
+        return path
+    target = Path(path)
+    if target.is_dir():
+        raise SettingError(
+            f"ECOMMERCE_DUCKDB_PATH={path!r} is a directory: name the DuckDB file, e.g. {path}/dev.duckdb"
+        )
+    folder = next(p for p in target.parents if p.exists())
+    if not os.access(target if target.exists() else folder, os.W_OK):
+        raise SettingError(f"ECOMMERCE_DUCKDB_PATH={path!r}: {target if target.exists() else folder} is not writable")
+    return path
 
 
 def _absolute(path: str) -> str:

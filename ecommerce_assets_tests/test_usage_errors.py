@@ -1,0 +1,72 @@
+"""Usage and configuration errors: one line naming the setting or flag, exit 2, before any data changes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ecommerce_assets import cli
+from ecommerce_assets.resources import SettingError, Settings
+
+ECOMMERCE_ASSETS = Path(sys.executable).parent / "ecommerce-assets"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "allowed"),
+    [
+        ("ECOMMERCE_TARGET", "staging", "use one of dev, prod"),
+        ("ECOMMERCE_DUCKDB_MEMORY_LIMIT", "lots", "a size such as 2GB"),
+        ("ECOMMERCE_DUCKDB_THREADS", "abc", "a whole number of at least 0"),
+        ("ECOMMERCE_CONCURRENCY", "0", "a whole number of at least 1"),
+        ("ECOMMERCE_FRESHNESS_HOURS", "1.5", "a whole number of at least 1"),
+        ("ECOMMERCE_SCHEDULE_CRON", "every day", "a cron expression"),
+        ("ECOMMERCE_SCHEDULE_TIMEZONE", "Mars/Base", "an IANA time zone"),
+    ],
+)
+def test_a_bad_setting_names_the_variable_its_value_and_what_is_allowed(variable, value, allowed):
+    with pytest.raises(SettingError) as error:
+        Settings.from_env({variable: value})
+    assert str(error.value).startswith(f"{variable}={value!r}") and allowed in str(error.value)
+
+
+def test_a_database_path_that_is_a_directory_fails_at_once(tmp_path):
+    with pytest.raises(SettingError, match="ECOMMERCE_DUCKDB_PATH=.* is a directory"):
+        Settings.from_env({"ECOMMERCE_DUCKDB_PATH": str(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["build", "--select", "tag:mll"], "--select 'tag:mll' matches no asset; closest: tag:ml"),
+        (["build", "--select", "fct_customer_metric"], "closest: fct_customer_metrics"),
+        (["build", "--analysis-date", "2024-02-30"], "--analysis-date='2024-02-30' is not a YYYY-MM-DD date"),
+    ],
+)
+def test_a_bad_flag_is_one_line_and_exit_2_before_anything_runs(argv, message, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"ecommerce-assets {argv[0]}: ") and message in err and "\n" not in err
+
+
+def _cli(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ECOMMERCE_")}
+    env = {**clean, "ECOMMERCE_DUCKDB_PATH": str(tmp_path / "w.duckdb"), **env}
+    return subprocess.run([str(ECOMMERCE_ASSETS), *argv], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_check_on_a_warehouse_never_built_says_build_first_and_creates_nothing(tmp_path):
+    done = _cli(tmp_path, "check")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith("run `ecommerce-assets build` first")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_setting_stops_the_cli_with_one_line_not_a_traceback(tmp_path):
+    done = _cli(tmp_path, "build", ECOMMERCE_DUCKDB_THREADS="abc")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ecommerce-assets build: ECOMMERCE_DUCKDB_THREADS='abc': use a whole number of at least 0"
+    )
+    assert list(tmp_path.iterdir()) == []
