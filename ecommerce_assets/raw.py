@@ -184,7 +184,7 @@ def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path, full_ref
     if append and not new:
         return LoadResult("unchanged", [])
     target = f"insert into {raw.table}" if append else f"create or replace table {raw.table} as"
-    statement = f"{target} select {_select(con, raw, new)}, getvariable('run_started_at') as _loaded_at from {_reader(raw, new)}"
+    statement = f"{target} select {_select(con, raw, new)}, getvariable('run_started_at') as {LOADED_AT[0]} from {_reader(raw, new)}"
     con.execute("begin transaction")
     try:
         con.execute(statement)
