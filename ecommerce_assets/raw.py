@@ -14,6 +14,9 @@ from pathlib import Path
 
 import duckdb
 
+from ecommerce_assets import raw_files
+from ecommerce_assets.raw_files import RawLoadError, read_sql, source_files
+
 SCHEMA = "raw"
 
 # The column `load` adds after the declared ones (getvariable('run_started_at')), and its description.
@@ -130,29 +133,6 @@ RAW_TABLES = (
 )
 
 
-class RawLoadError(RuntimeError):
-    pass
-
-
-def source_files(data_dir: Path, raw: RawTable) -> list[Path]:
-    """`raw_x.csv`, `raw_x.parquet`, or a folder `raw_x/` of such files (e.g. one per day)."""
-    folder = data_dir / raw.name
-    candidates = [p for p in (data_dir / f"{raw.name}.csv", data_dir / f"{raw.name}.parquet", folder) if p.exists()]
-    if not candidates:
-        raise RawLoadError(
-            f"{raw.table}: no {raw.name}.csv, {raw.name}.parquet or {raw.name}/ in {data_dir} "
-            "(set ECOMMERCE_DATA_DIR or the run config data_dir)"
-        )
-    if len(candidates) > 1:
-        raise RawLoadError(f"{raw.table}: {' and '.join(p.name for p in candidates)} are all in {data_dir}; keep one")
-    if candidates[0] != folder:
-        return candidates
-    files = sorted(folder.glob("*.csv")) + sorted(folder.glob("*.parquet"))
-    if not files or {p.suffix for p in files} == {".csv", ".parquet"}:
-        raise RawLoadError(f"{folder}: needs .csv or .parquet files, of one format")
-    return files
-
-
 @dataclass(frozen=True)
 class LoadResult:
     mode: str  # 'replaced', 'appended' or 'unchanged'
@@ -184,7 +164,7 @@ def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path, full_ref
     if append and not new:
         return LoadResult("unchanged", [])
     target = f"insert into {raw.table}" if append else f"create or replace table {raw.table} as"
-    statement = f"{target} select {_select(con, raw, new)}, getvariable('run_started_at') as {LOADED_AT[0]} from {_reader(raw, new)}"
+    statement = f"{target} {read_sql(con, raw, new, LOADED_AT[0])}"
     con.execute("begin transaction")
     try:
         con.execute(statement)
@@ -231,50 +211,13 @@ def _exists(con: duckdb.DuckDBPyConnection, raw: RawTable) -> bool:
     )
 
 
-def _reader(raw: RawTable, files: list[Path]) -> str:
-    paths = "[" + ", ".join(f"'{_quote(p)}'" for p in files) + "]"
-    if files[0].suffix == ".parquet":
-        return f"read_parquet({paths})"
-    for path in files:
-        _check_header(path, raw, _csv_header(path))
-    columns = ", ".join(f"'{c}': '{t}'" for c, t in raw.columns.items())
-    return (
-        f"read_csv({paths}, header = true, auto_detect = false, delim = ',', "
-        f"quote = '\"', escape = '\"', dateformat = '%Y-%m-%d', columns = {{{columns}}})"
-    )
-
-
-def _select(con: duckdb.DuckDBPyConnection, raw: RawTable, files: list[Path]) -> str:
-    if files[0].suffix == ".csv":
-        return "*"  # read_csv already types the columns
-    for path in files:
-        found = [r[0] for r in con.execute(f"describe select * from read_parquet('{_quote(path)}')").fetchall()]
-        missing = [c for c in raw.columns if c not in found]
-        if missing:
-            raise RawLoadError(f"{path}: missing columns {missing} (found {found})")
-    return ", ".join(f"cast({c} as {t}) as {c}" for c, t in raw.columns.items())
-
-
-def _csv_header(path: Path) -> list[str]:
-    with path.open(newline="") as f:
-        return [c.strip().strip('"') for c in f.readline().rstrip("\r\n").split(",")]
-
-
-def _check_header(path: Path, raw: RawTable, header: list[str]) -> None:
-    expected = list(raw.columns)
-    if header != expected:
-        raise RawLoadError(f"{path}: header is {header}, expected the columns {expected} in this order")
-
-
-def _quote(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
 @cache
 def _loader_code() -> str:
     """This file without the RAW_TABLES declarations (each table adds its own columns to its code
-    version): editing a description leaves the code versions alone, any other edit changes them."""
+    version), and the file reader: editing a description leaves the code versions alone, any other
+    edit changes them."""
     text = Path(__file__).with_suffix(".py").read_text()
     start = text.find("\nRAW_TABLES = (")
     end = text.find("\n)\n", start)
-    return text if start < 0 or end < 0 else text[:start] + text[end:]
+    own = text if start < 0 or end < 0 else text[:start] + text[end:]
+    return own + Path(raw_files.__file__).with_suffix(".py").read_text()
