@@ -13,6 +13,7 @@ from __future__ import annotations
 import graphlib
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -230,6 +231,22 @@ def _ref_line(sql: str, line: int | None, schema: str, table: str) -> int | None
         if (t.db, t.name) == (schema, table) and t.this.meta.get("line"):
             return line + t.this.meta["line"] - 1
     return line
+
+
+def retarget(sql: str, tables: Mapping[str, str]) -> str:
+    """`sql` reading other relations: each `schema.table` key of `tables` (as written in the SQL,
+    any case) becomes its value. Runs use it to read what they built but have not published yet.
+
+    Textual on purpose: sqlglot would regenerate the whole statement, and DuckDB-only syntax
+    (lambdas, macros) must reach DuckDB exactly as written."""
+    if not tables:
+        return sql
+    by_name = {name.lower(): target for name, target in tables.items()}
+    pattern = re.compile(
+        r"(?<![\w.\"])(" + "|".join(re.escape(n) for n in sorted(by_name, key=len, reverse=True)) + r")(?![\w\"])",
+        re.IGNORECASE,
+    )
+    return pattern.sub(lambda m: by_name[m.group(1).lower()], sql)
 
 
 def resolve_deps(models: list[Model], source_tables: dict[str, str]) -> list[Model]:
