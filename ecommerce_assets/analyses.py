@@ -17,12 +17,13 @@ import base64
 import functools
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import dagster as dg
 import duckdb
 
 from ecommerce_assets.engine import AfterBuild
-from ecommerce_assets.materialize import output_path, write_atomically
+from ecommerce_assets.materialize import output_path
 from ecommerce_assets.models import Model, ModelError
 from ecommerce_assets.run import Run
 
@@ -69,7 +70,7 @@ def rfm_heatmap(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -> dict:
     counts = np.zeros((5, 5))
     values = np.full((5, 5), np.nan)
     rows = con.execute(
-        f"select recency_score, frequency_score, customer_count, avg_value from {model.table}"
+        f"select recency_score, frequency_score, customer_count, avg_value from {run.relation(model.table)}"
     ).fetchall()
     for recency, frequency, count, value in rows:
         if recency in range(1, 6) and frequency in range(1, 6):
@@ -104,14 +105,14 @@ def rfm_heatmap(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -> dict:
     fig.suptitle(f"RFM grid: {int(counts.sum()):,} customers")
     table = [["frequency \\ recency", *map(str, range(1, 6))]]
     table += [[str(f), *(f"{counts[f - 1, r - 1]:,.0f}" for r in range(1, 6))] for f in range(5, 0, -1)]
-    return _save_chart(fig, run, "rfm_heatmap", "Customers per RFM cell", table)
+    return _save_chart(fig, run, model, "rfm_heatmap", "Customers per RFM cell", table)
 
 
 @_chart
 def segment_chart(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -> dict:
     """Historical revenue next to predicted 12-month CLV per segment, from segment_distribution."""
     rows = con.execute(
-        f"select customer_segment, total_revenue, total_predicted_value, customer_count from {model.table}"
+        f"select customer_segment, total_revenue, total_predicted_value, customer_count from {run.relation(model.table)}"
         " order by total_revenue desc, customer_segment"
     ).fetchall()
     fig = _figure(SEGMENT_CHART_SIZE)
@@ -132,16 +133,16 @@ def segment_chart(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -> dic
     peak = max((float(r[1]) for r in rows), default=0.0)
     table = [["segment", "customers", "revenue", "predicted CLV", ""]]
     table += [[r[0], f"{r[3]:,}", f"{r[1]:,.0f}", f"{r[2]:,.0f}", _bar(float(r[1]), peak)] for r in rows]
-    return _save_chart(fig, run, "segment_value", "Revenue and predicted CLV by segment", table)
+    return _save_chart(fig, run, model, "segment_value", "Revenue and predicted CLV by segment", table)
 
 
 @_chart
 def product_tier_chart(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -> dict:
     """Revenue by performance tier, stacked by category, over all products of fct_product_performance."""
     rows = con.execute(
-        """
+        f"""
         select performance_tier, category, coalesce(sum(revenue), 0)::double as revenue
-        from marts.fct_product_performance
+        from {run.relation("marts.fct_product_performance")}
         group by all
         """
     ).fetchall()
@@ -176,7 +177,7 @@ def product_tier_chart(con: duckdb.DuckDBPyConnection, model: Model, run: Run) -
         ["tier", "revenue", ""],
         *([t, f"{r:,.0f}", _bar(r, max(revenue))] for t, r in zip(tiers, revenue, strict=True)),
     ]
-    return _save_chart(fig, run, "revenue_by_tier_and_category", "Revenue by product performance tier", table)
+    return _save_chart(fig, run, model, "revenue_by_tier_and_category", "Revenue by product performance tier", table)
 
 
 def warm_up_matplotlib() -> None:
@@ -210,7 +211,7 @@ def _no_data(ax) -> None:
     ax.set_xticks([])
 
 
-def _save_chart(fig, run: Run, name: str, title: str, table: list[list[str]]) -> dict:
+def _save_chart(fig, run: Run, model: Model, name: str, title: str, table: list[list[str]]) -> dict:
     """The chart as `<output_dir>/charts/<name>.png` and three metadata entries, `title` first.
 
     Dagster's UI renders a markdown entry inline only below 1,000 characters, which no PNG is: the
@@ -218,8 +219,12 @@ def _save_chart(fig, run: Run, name: str, title: str, table: list[list[str]]) ->
     is; the PNG itself is one click away ("[Show Markdown]") and on disk.
     """
     path = output_path(run.output_dir, "charts", f"{name}.png")
-    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
-    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+
+    def draw(staged: str) -> bytes:
+        fig.savefig(staged, format="png", dpi=DPI)
+        return Path(staged).read_bytes()
+
+    encoded = base64.b64encode(run.stage_file(model.name, path, draw)).decode("ascii")
     return {
         title: dg.MetadataValue.md(inline_table(table)),
         f"{title}: chart": dg.MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})"),

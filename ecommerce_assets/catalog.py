@@ -39,8 +39,8 @@ from ecommerce_assets.materialize import (
     INCREMENTAL_COLUMNS,
     create_statement,
     export_statement,
+    incremental_statement,
     located,
-    merge_statement,
 )
 from ecommerce_assets.model_header import ModelError, read_header
 from ecommerce_assets.models import Model
@@ -266,7 +266,9 @@ def _model_statements(model: Model, output_dir: Path) -> list[str]:
     header = f"-- {model.name} ({model.path})"
     statements = [f"{header}\n{create_statement(model)};"]
     if model.materialized == "incremental":
-        statements.append(f"{header}: once the table exists, without --full-refresh\n{merge_statement(model)};")
+        statements.append(
+            f"{header}: once the table exists, without --full-refresh\n{incremental_statement(model, model.table)};"
+        )
     if model.export:
         path = Path(output_dir) / "exports" / model.export.file
         statements.append(

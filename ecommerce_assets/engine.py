@@ -20,11 +20,16 @@ from ecommerce_assets.checks import CheckDecl, CheckOutcome, evaluate, screen
 from ecommerce_assets.materialize import TableStats, build_model, build_raw, located, table_stats
 from ecommerce_assets.models import Model, ModelError
 from ecommerce_assets.planner import Task, plan, run_tasks
+from ecommerce_assets.publish import clean_up, create_publish_log, publish, publishable, write_serving_copy
 from ecommerce_assets.pump import Log
 from ecommerce_assets.raw import RawLoadError, RawTable, create_load_log
 from ecommerce_assets.run import Run
 
 Node = RawTable | Model
+
+# Not in the readers' copy: the raw exports (readers have the files) and staging's views of them
+# (copying them would copy every raw row on each run).
+SERVING_SKIPS = ("raw", "staging")
 
 # Hand-written work that follows a model's SQL (the analyses' charts): returns extra metadata. It
 # may carry a `warm_up` attribute: a function started on a spare thread when a run that selects
@@ -83,12 +88,17 @@ class RunFailed(Exception):
         )
 
 
-def prepare(con: duckdb.DuckDBPyConnection, project: Project) -> None:
-    """Schemas, the raw load log and the macros, before the workers start (two workers creating
-    the same object at once would conflict)."""
+def prepare(run: Run, project: Project) -> None:
+    """Drops what a run that died left, then creates the schemas, the logs and the macros before the
+    workers start (two workers creating the same object at once would conflict)."""
+    con = run.con
+    dropped = clean_up(con, run.output_dir)
+    if dropped:
+        run.log.warning(f"dropped what an earlier run left unpublished: {', '.join(dropped)}")
     for schema in sorted({"raw", *(n.layer for n in project.nodes)}):
         con.execute(f"create schema if not exists {schema}")
     create_load_log(con)
+    create_publish_log(con)
     for macro in project.macros:
         con.execute(macro)
 
@@ -104,11 +114,13 @@ def execute(
     RunFailed at the end when a selected node failed.
     """
     run.log = log
-    prepare(run.con, project)
+    prepare(run, project)
     after_build = project.after_build
     for warm_up in {getattr(after_build.get(n), "warm_up", None) for n in selection.assets} - {None}:
         threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     held_back: set[str] = set()  # not built, or failed a blocking check: downstream must wait
+    blocked: set[str] = set()  # failed a blocking check: not published
+    events: list[Built | Checked] = []  # yielded once the run has published
     not_built: set[str] = set()  # selected but skipped or failed: its checks would read a stale table
     failures: list[str] = []
     timings: dict[str, list] = {}  # table -> [rows, build s, checks s]: one log line at the end
@@ -146,7 +158,8 @@ def execute(
                 if checked.check.blocking and not (checked.outcome and checked.outcome.passed):
                     log.error(f"{node.name}: blocking check {checked.check.name} failed; downstream models are skipped")
                     held_back.add(node.name)
-                yield checked
+                    blocked.add(node.name)
+                events.append(checked)
             return
         try:
             result: Built = future.result()
@@ -158,14 +171,46 @@ def execute(
             return
         timings.setdefault(node.table, [None, None, None])[:2] = [result.stats.rows, result.duration_s]
         existing.add(node.name)
-        yield result
+        events.append(result)
+        yield from ()
 
     concurrency = run.options.concurrency
-    yield from run_tasks(plan(project.nodes, selection.checks), concurrency, start, finish, stop)
+    for _ in run_tasks(plan(project.nodes, selection.checks), concurrency, start, finish, stop):
+        pass
     if timings:
         log.info(f"timings, up to {concurrency} statement(s) at a time:\n" + timings_table(timings))
+    if stop.is_set():
+        clean_up(run.con, run.output_dir)
+        log.warning("run stopped: nothing published, the warehouse is as before the run")
+        return
+    published = publish_run(run, project, [e for e in events if isinstance(e, Built)], blocked)
+    for event in events:
+        if isinstance(event, Checked) or event.node.name in published:
+            yield event
     if failures:
         raise RunFailed(failures)
+
+
+def publish_run(run: Run, project: Project, built: list[Built], blocked: set[str]) -> set[str]:
+    """Publishes what may be (see publish.publishable) in one transaction; returns the node names."""
+    staged = set(run.publication.relations)
+    deps = {n.name: getattr(n, "deps", ()) for n in project.nodes}
+    views = {n.name for n in project.nodes if getattr(n, "materialized", None) == "view"}
+    names = publishable(staged, blocked, deps, views)
+    held = sorted(staged - names)
+    if held:
+        run.log.warning(f"built but not published (a blocking check failed on them or upstream): {held}")
+    order = [b.node.name for b in built if b.node.name in names]
+    started = time.perf_counter()
+    publish(run.cursor(), run.publication, order, run.run_id, {b.node.name: b.stats.rows for b in built})
+    run.log.info(f"published {len(order)} relation(s) in one transaction in {time.perf_counter() - started:.2f} s")
+    clean_up(run.con, run.output_dir)  # what was built and not published
+    if order and run.options.serving_path:
+        started = time.perf_counter()
+        copied = write_serving_copy(run.con, run.options.serving_path, SERVING_SKIPS)
+        seconds = time.perf_counter() - started
+        run.log.info(f"readers' copy {run.options.serving_path}: {copied} relation(s) in {seconds:.2f} s")
+    return {b.node.name for b in built if b.node.name in names or b.node.name not in staged}
 
 
 def timings_table(timings: Mapping[str, Sequence]) -> str:
@@ -198,7 +243,7 @@ def build(run: Run, node: Node, after: AfterBuild | None, exists: bool) -> Built
         metadata = build_model(run, cur, node, exists)
         if after:
             metadata |= after(cur, node, run)
-    stats = table_stats(cur, node.table, node.layer)
+    stats = table_stats(cur, run.relation(node.table), node.layer)
     return Built(node, metadata, stats, round(time.perf_counter() - started, 3))
 
 
@@ -207,12 +252,13 @@ def run_checks(run: Run, model: Model, checks: list[CheckDecl]) -> list[Checked]
     those that fail."""
     cur = run.cursor()
     try:
-        screened = screen(cur, model.table, checks, model.check_count_sql)
+        count_sql = {name: run.retarget(sql) for name, sql in model.check_count_sql.items()}
+        screened = screen(cur, run.relation(model.table), checks, count_sql)
     except duckdb.Error:
         screened = {}  # each check then runs its own query and reports its own error
     results = []
     for check in checks:
-        sql = model.check_sql[check.name]
+        sql = run.retarget(model.check_sql[check.name])
         try:
             outcome = CheckOutcome(0, [], [], sql) if screened.get(check.name) == 0 else evaluate(cur, sql)
         except duckdb.Error as e:

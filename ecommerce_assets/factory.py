@@ -71,8 +71,10 @@ def build_warehouse(
             frozenset((names[k.asset_key], k.name) for k in context.selected_asset_check_keys),
         )
         options = config.run_options(settings)
-        with duckdb.get_connection() as con:
-            run = Run(con, options)
+        with duckdb.connect(holder=context.run.run_id) as (con, died):
+            if died:
+                mark_dead_run(context, died)
+            run = Run(con, options, run_id=context.run.run_id)
             try:
                 work = partial(engine.execute, run, project, selection)
                 for event in pump(work, context.log, run.interrupt):
@@ -83,3 +85,17 @@ def build_warehouse(
                 run.close()
 
     return warehouse
+
+
+def mark_dead_run(context: dg.AssetExecutionContext, run_id: str) -> None:
+    """The run that held the warehouse last and never released it died (SIGKILL, OOM, a lost
+    machine): marked failed so it does not stay STARTED. Its unpublished tables are dropped by
+    this run before it starts (publish.clean_up)."""
+    dead = context.instance.get_run_by_id(run_id)
+    if dead is not None and not dead.is_finished:
+        context.instance.report_run_failed(
+            dead, message=f"The run's process died while it held the warehouse; found by run {context.run.run_id}."
+        )
+        context.log.warning(
+            f"run {run_id} died while it held the warehouse: marked failed, nothing of it was published"
+        )

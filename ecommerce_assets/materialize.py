@@ -3,16 +3,15 @@ export file, and what the catalog shows of the result. Plain DuckDB, no Dagster.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 import duckdb
 
 from ecommerce_assets.models import EXPORT_FORMATS, Model, ModelError
+from ecommerce_assets.publish import Pending, build_name
 from ecommerce_assets.raw import RawTable, load
 from ecommerce_assets.run import Run
 
@@ -23,8 +22,6 @@ DEFAULT_PREVIEW_ROWS = 5
 # What the merge reports (its RETURNING merge_action) -> the materialization's metadata.
 MERGE_COUNTS = {"INSERT": "rows_inserted", "UPDATE": "rows_updated", "DELETE": "rows_deleted"}
 
-T = TypeVar("T")
-
 _LINE = re.compile(r"\bLINE (\d+):")
 
 
@@ -32,38 +29,53 @@ _LINE = re.compile(r"\bLINE (\d+):")
 INCREMENTAL_COLUMNS = ("row_hash", "updated_at")
 
 
-def _with_hash(model: Model) -> str:
+def _with_hash(model: Model, sql: str) -> str:
     # The hash covers every column of the query: a row is rewritten only when its content changed.
     return (
         "select incoming.*, hash(incoming) as row_hash, getvariable('run_started_at') as updated_at\n"
-        f"from (\n{model.sql}\n) as incoming"
+        f"from (\n{sql}\n) as incoming"
     )
 
 
-def create_statement(model: Model) -> str:
-    """Build from scratch (for an incremental model: its first run or a full refresh)."""
-    body = _with_hash(model) if model.materialized == "incremental" else model.sql
+def create_statement(model: Model, target: str | None = None, sql: str | None = None) -> str:
+    """Build `target` (default: the model's table) from scratch, from `sql` (default: the model's);
+    for an incremental model its first run or a full refresh."""
+    sql = model.sql if sql is None else sql
+    body = _with_hash(model, sql) if model.materialized == "incremental" else sql
     kind = "table" if model.materialized == "incremental" else model.materialized
-    return f"create or replace {kind} {model.table} as\n{body}"
+    return f"create or replace {kind} {target or model.table} as\n{body}"
 
 
-def merge_statement(model: Model) -> str:
-    """An incremental run in one statement: insert new keys, rewrite changed rows, delete vanished
-    keys; unchanged rows keep their updated_at. It returns each changed row's merge_action."""
+def incremental_statement(model: Model, target: str | None = None, sql: str | None = None) -> str:
+    """The incremental model's next table, built beside the published one: a row whose content did
+    not change keeps its `updated_at`, every other row gets the run's."""
+    key = model.unique_key
+    sql = model.sql if sql is None else sql
+    return (
+        f"create or replace table {target or build_name(model.table)} as\n"
+        "select incoming.* replace (\n"
+        "    case when previous.row_hash = incoming.row_hash then previous.updated_at else incoming.updated_at end"
+        " as updated_at\n)\n"
+        f"from (\n{_with_hash(model, sql)}\n) as incoming\n"
+        f"left join {model.table} as previous on previous.{key} = incoming.{key}"
+    )
+
+
+def incremental_counts_sql(model: Model, built: str) -> str:
+    """Rows inserted, updated (content changed) and deleted between the published table and `built`."""
     key = model.unique_key
     return (
-        f"merge into {model.table} as t\nusing (\n{_with_hash(model)}\n) as s\non t.{key} = s.{key}\n"
-        "when matched and t.row_hash is distinct from s.row_hash then update set *\n"
-        "when not matched then insert *\n"
-        "when not matched by source then delete\n"
-        "returning merge_action"
-    )
+        "select count(*) filter (where p.{k} is null),"
+        " count(*) filter (where n.{k} is not null and p.{k} is not null and p.row_hash <> n.row_hash),"
+        " count(*) filter (where n.{k} is null)\n"
+        f"from {built} as n full join {model.table} as p on n.{key} = p.{key}"
+    ).replace("{k}", key)
 
 
-def export_statement(model: Model, path: str) -> str:
+def export_statement(model: Model, path: str, table: str | None = None) -> str:
     """COPY of the rows `export:` asks for to `path`; it answers with the number of rows written."""
     e = model.export
-    query = f"select * from {model.table}"
+    query = f"select * from {table or model.table}"
     query += f" where {e.where}" if e.where else ""
     query += f" order by {e.order_by}" if e.order_by else ""
     quoted = "'" + path.replace("'", "''") + "'"
@@ -71,36 +83,48 @@ def export_statement(model: Model, path: str) -> str:
 
 
 def build_model(run: Run, cur: duckdb.DuckDBPyConnection, model: Model, exists: bool) -> dict:
-    """The model's table or view, and its export; returns plain metadata (see results.py)."""
+    """The model's table or view under its build name, and its staged export; returns plain
+    metadata (see results.py). The run publishes them later, or drops them."""
     metadata: dict[str, object] = {}
     if model.uses_analysis_date:
         metadata["analysis_date"] = str(run.ensure_analysis_date(cur))
+    pending = Pending(model.table, "view" if model.materialized == "view" else "table", model.sql)
+    sql = run.retarget(model.sql)
     if model.materialized == "incremental" and exists and not run.options.full_refresh:
-        statement = merge_statement(model)
+        statement = incremental_statement(model, pending.built, sql)
+        _execute(cur, statement, model, sql)
         # Counted inside DuckDB: a daily run can rewrite every row (recency moves with the date).
-        changes = dict(_execute(cur, statement, model, cur.sql).aggregate("merge_action, count(*)").fetchall())
-        metadata |= {key: changes.get(action, 0) for action, key in MERGE_COUNTS.items()}
+        counts = cur.execute(incremental_counts_sql(model, pending.built)).fetchone()
+        metadata |= dict(zip(MERGE_COUNTS.values(), counts, strict=True))
     else:
-        statement = create_statement(model)
-        _execute(cur, statement, model)
+        statement = create_statement(model, pending.built, sql)
+        _execute(cur, statement, model, sql)
     metadata["sql"] = statement
     if model.export:
-        metadata |= export(cur, model, run.output_dir)
+        metadata |= export(run, cur, model, pending.built)
+    run.built(model.name, pending)
     return metadata
 
 
 def build_raw(run: Run, cur: duckdb.DuckDBPyConnection, raw: RawTable) -> dict:
     loaded = load(cur, raw, run.options.data_dir, run.options.full_refresh)
+    if loaded.pending:
+        run.publication.load_log_rows += loaded.load_log_rows
+        if loaded.mode == "replaced":
+            run.publication.load_log_cleared.add(raw.name)
+        run.built(raw.name, loaded.pending)
     return {"load": loaded.mode, "files_read": [str(p) for p in loaded.files]}
 
 
-def export(cur: duckdb.DuckDBPyConnection, model: Model, output_dir: Path) -> dict:
-    """The rows the model's `export:` header asks for, written by DuckDB's COPY (csv or parquet).
+def export(run: Run, cur: duckdb.DuckDBPyConnection, model: Model, table: str) -> dict:
+    """The rows the model's `export:` header asks for, written by DuckDB's COPY (csv or parquet)
+    from `table`, staged until the run publishes the model.
 
     A file that cannot be written fails this model only (a ModelError naming the file)."""
     try:
-        path = output_path(output_dir, "exports", model.export.file)
-        rows = write_atomically(path, lambda tmp: cur.execute(export_statement(model, tmp)).fetchone()[0])
+        path = output_path(run.output_dir, "exports", model.export.file)
+        statement = partial(export_statement, model, table=table)
+        rows = run.stage_file(model.name, path, lambda tmp: cur.execute(statement(tmp)).fetchone()[0])
     except (OSError, duckdb.IOException) as e:
         raise ModelError(f"{model.path}: export {model.export.file}: {type(e).__name__}: {e}") from e
     return {"export_path": path, "export_rows": rows}
@@ -112,23 +136,12 @@ def output_path(output_dir: Path, folder: str, file_name: str) -> Path:
     return directory / file_name
 
 
-def write_atomically(path: Path, write: Callable[[str], T]) -> T:
-    """Write to a temp file beside `path`, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
+def _execute(cur: duckdb.DuckDBPyConnection, statement: str, model: Model, sql: str):
+    """`statement`, which embeds the model's `sql`; a DuckDB error names the file line."""
     try:
-        result = write(str(tmp))
-        os.replace(tmp, path)
-        return result
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _execute(cur: duckdb.DuckDBPyConnection, statement: str, model: Model, method=None):
-    """`statement` through `method` (default `cur.execute`); a DuckDB error names the file line."""
-    try:
-        return (method or cur.execute)(statement)
+        return cur.execute(statement)
     except duckdb.Error as e:
-        raise located(e, statement, model.sql, model.path, model.sql_line) from e
+        raise located(e, statement, sql, model.path, model.sql_line) from e
 
 
 def located(error: Exception, statement: str, sql: str, path: Path, first_line: int) -> ModelError:

@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from ecommerce_assets import raw_files
+from ecommerce_assets.publish import Pending, delta_name
 from ecommerce_assets.raw_files import RawLoadError, read_sql, source_files
 
 SCHEMA = "raw"
@@ -137,14 +138,18 @@ RAW_TABLES = (
 class LoadResult:
     mode: str  # 'replaced', 'appended' or 'unchanged'
     files: list[Path]  # the files read by this run
+    pending: Pending | None = None  # what the run publishes (None: nothing changed)
+    load_log_rows: list[list] = field(default_factory=list)  # rows the publish adds to the load log
 
 
 def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path, full_refresh: bool = False) -> LoadResult:
-    """Bring `raw.<name>` up to date with its files; `_loaded_at` is the run's timestamp.
+    """Stage what `raw.<name>` needs to match its files; `_loaded_at` is the run's timestamp.
 
     The cost follows what changed: files already loaded (same path, size and mtime) are not
     read again, new files in a folder are appended, and any other change reloads everything.
-    One transaction: a file that fails to load leaves the table and the load log as they were.
+    Nothing published changes here: a reload is built as `raw.<name>__build`, new files go to
+    `raw.<name>__delta` (and `__build` is then a view of the table and the delta), and the run's
+    publish applies them and the load log together.
     """
     files = source_files(data_dir, raw)
     stamps = {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
@@ -163,20 +168,18 @@ def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path, full_ref
     new = [p for p in files if str(p) not in loaded] if append else files
     if append and not new:
         return LoadResult("unchanged", [])
-    target = f"insert into {raw.table}" if append else f"create or replace table {raw.table} as"
-    statement = f"{target} {read_sql(con, raw, new, LOADED_AT[0])}"
-    con.execute("begin transaction")
+    pending = Pending(raw.table, "append" if append else "table")
     try:
-        con.execute(statement)
-        if not append:
-            con.execute(f"delete from {LOAD_LOG} where table_name = ?", [raw.name])
-        con.executemany(
-            f"insert into {LOAD_LOG} values (?, ?, ?, ?, getvariable('run_started_at'))",
-            [[raw.name, str(p), *stamps[str(p)]] for p in new],
-        )
-        con.execute("commit")
+        rows = read_sql(con, raw, new, LOADED_AT[0])
+        if append:
+            con.execute(f"create or replace table {delta_name(raw.table)} as {rows}")
+            con.execute(
+                f"create or replace view {pending.built} as "
+                f"select * from {raw.table} union all select * from {delta_name(raw.table)}"
+            )
+        else:
+            con.execute(f"create or replace table {pending.built} as {rows}")
     except duckdb.Error as e:
-        con.execute("rollback")
         # DuckDB's first paragraph names the line, the column and the value; the rest is generic advice.
         paragraphs = str(e).split("\n\n")
         where = (
@@ -189,7 +192,8 @@ def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path, full_ref
         raise RawLoadError(
             f"{where}: could not load into {raw.table} (the previous table is kept):\n{paragraphs[0]}"
         ) from e
-    return LoadResult("appended" if append else "replaced", new)
+    log_rows = [[raw.name, str(p), *stamps[str(p)]] for p in new]
+    return LoadResult("appended" if append else "replaced", new, pending, log_rows)
 
 
 LOAD_LOG = f"{SCHEMA}._loaded_files"

@@ -20,6 +20,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ecommerce_assets.paths import PROJECT_DIR, default_data_dir
+from ecommerce_assets.publish import serving_path
 from ecommerce_assets.run import RunOptions
 
 TARGETS = {
@@ -52,6 +53,9 @@ class Settings:
     schedule_timezone: str
     # Every table's freshness policy fails this many hours after its last materialization.
     freshness_hours: int = DEFAULT_FRESHNESS_HOURS
+    # The daily schedule's state until someone switches it in the UI: stopped in dev, so a laptop
+    # never rebuilds on its own; a deployment sets ECOMMERCE_SCHEDULE_DEFAULT_STATUS=running.
+    schedule_default_status: str = "stopped"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -73,6 +77,9 @@ class Settings:
             schedule_cron=_cron(env.get("ECOMMERCE_SCHEDULE_CRON", "0 6 * * *")),
             schedule_timezone=_timezone(env.get("ECOMMERCE_SCHEDULE_TIMEZONE", "UTC")),
             freshness_hours=_whole(env, "ECOMMERCE_FRESHNESS_HOURS", DEFAULT_FRESHNESS_HOURS),
+            schedule_default_status=_choice(
+                env, "ECOMMERCE_SCHEDULE_DEFAULT_STATUS", "stopped", ("running", "stopped")
+            ),
         )
 
 
@@ -81,6 +88,13 @@ def _whole(env: dict[str, str], name: str, default: int, minimum: int = 1) -> in
     if not value.isdigit() or int(value) < minimum:
         raise SettingError(f"{name}={value!r}: use a whole number of at least {minimum}")
     return int(value)
+
+
+def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default)
+    if value not in allowed:
+        raise SettingError(f"{name}={value!r}: use one of {', '.join(allowed)}")
+    return value
 
 
 def _memory_limit(value: str) -> str:
@@ -154,6 +168,15 @@ class DuckDBWarehouse(DuckDBResource):
 
     @contextmanager
     def get_connection(self):
+        with self.connect() as (con, _):
+            yield con
+
+    @contextmanager
+    def connect(self, holder: str = ""):
+        """A connection once this process holds the writer lock, and who held the lock last without
+        releasing it (a run whose process died; "" when the last holder ended normally).
+
+        `holder` (a run id) is written into the lock file while the connection is open."""
         limits = {"memory_limit": self.memory_limit}
         if self.threads:
             limits["threads"] = self.threads
@@ -161,22 +184,23 @@ class DuckDBWarehouse(DuckDBResource):
             limits["temp_directory"] = self.temp_directory
         config = {**self.connection_config, **limits}
         with (
-            self._writer_lock(),
+            self._writer_lock(holder) as previous,
             DuckDBResource(database=self.database, connection_config=config).get_connection() as con,
         ):
             try:
-                yield con
+                yield con, previous
             finally:
                 # The parent closes only on success; a failed run must not leave the file open.
                 con.close()
 
     @contextmanager
-    def _writer_lock(self):
+    def _writer_lock(self, holder: str):
         if self.database == ":memory:":
-            yield
+            yield ""
             return
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        with open(self.database + ".lock", "w") as handle:
+        # Opened without truncating: what the last holder wrote is read once the lock is ours.
+        with open(self.database + ".lock", "a+") as handle:
             deadline = time.monotonic() + self.lock_timeout_s
             while True:
                 try:
@@ -189,9 +213,20 @@ class DuckDBWarehouse(DuckDBResource):
                         ) from None
                     time.sleep(0.2)
             try:
-                yield
+                handle.seek(0)
+                previous = handle.read().strip()
+                _rewrite(handle, holder)
+                yield previous
             finally:
+                _rewrite(handle, "")  # released while alive: nothing for the next holder to report
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _rewrite(handle, text: str) -> None:
+    handle.seek(0)
+    handle.truncate()
+    handle.write(text)
+    handle.flush()
 
 
 class PipelineConfig(dg.Config):
@@ -231,6 +266,7 @@ class PipelineConfig(dg.Config):
                 concurrency=self.concurrency or settings.concurrency,
                 full_refresh=self.full_refresh,
                 analysis_date=RunOptions.parse_date(self.analysis_date),
+                serving_path=None if settings.duckdb_path == ":memory:" else serving_path(settings.duckdb_path),
             )
         except ValueError as e:
             raise dg.Failure(f"run config {e}") from None

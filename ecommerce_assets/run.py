@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
+from ecommerce_assets.models import retarget
+from ecommerce_assets.publish import Pending, Publication, staged_path
+
+T = TypeVar("T")
+
 # The run's analysis date unless its options set one: the latest completed order (the seed's RFM
-# reference), so a rerun on the same data gives the same numbers whatever day it runs.
+# reference), so a rerun on the same data gives the same numbers whatever day it runs. Never
+# after the day the run started (UTC): staging rejects orders dated later, and `least` keeps one
+# that slipped through from moving every recency into the future.
+_RUN_DATE = "cast(getvariable('run_started_at') as date)"
 DEFAULT_ANALYSIS_DATE_SQL = (
-    "select coalesce(max(order_date) filter (where is_completed), max(order_date), current_date)"
+    f"select least(coalesce(max(order_date) filter (where is_completed), max(order_date), {_RUN_DATE}), {_RUN_DATE})"
     " from staging.stg_orders"
 )
 
@@ -24,6 +35,8 @@ class RunOptions:
     concurrency: int = 1
     full_refresh: bool = False
     analysis_date: dt.date | None = None
+    # Where the published tables are copied for readers after each publish (None: no copy).
+    serving_path: Path | None = None
 
     def __post_init__(self):
         if self.concurrency < 1:
@@ -35,9 +48,14 @@ class RunOptions:
         if not value:
             return None
         try:
-            return dt.date.fromisoformat(value)
+            date = dt.date.fromisoformat(value)
         except ValueError:
             raise ValueError(f"{setting}={value!r} is not a YYYY-MM-DD date") from None
+        # Measured to a future date, every recency would count days that have not happened.
+        today = dt.datetime.now(dt.timezone.utc).date()
+        if date > today:
+            raise ValueError(f"{setting}={value!r} is in the future: use a date up to today ({today}, UTC)")
+        return date
 
 
 class Run:
@@ -45,10 +63,14 @@ class Run:
     statements of different cursors at the same time); DuckDB variables belong to a cursor, so
     each cursor gets them."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, options: RunOptions, log=None):
+    def __init__(self, con: duckdb.DuckDBPyConnection, options: RunOptions, log=None, run_id: str = ""):
         self.con = con
         self.options = options
         self.log = log
+        self.run_id = run_id or uuid.uuid4().hex
+        # What this run built and will publish; read by the workers through `retarget`.
+        self.publication = Publication()
+        self._unpublished: dict[str, str] = {}  # published name -> the name this run built it under
         self.cursors: list[duckdb.DuckDBPyConnection] = []
         self.started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         self.analysis_date = options.analysis_date
@@ -72,6 +94,32 @@ class Run:
             cur.execute("set variable analysis_date = ?::date", [self.analysis_date])
         return cur
 
+    def built(self, node: str, pending: Pending) -> None:
+        """`node` is built: from now on the run's statements read `pending.built` for its table."""
+        with self._lock:
+            self.publication.relations[node] = pending
+            self._unpublished = {**self._unpublished, pending.table: pending.built}
+
+    def retarget(self, sql: str) -> str:
+        """`sql` reading what this run built, where it built it."""
+        return retarget(sql, self._unpublished)
+
+    def relation(self, table: str) -> str:
+        """Where this run's statements read `table`."""
+        return self._unpublished.get(table, table)
+
+    def stage_file(self, node: str, path: Path, write: Callable[[str], T]) -> T:
+        """`write(temp path)`; the file replaces `path` when the run publishes `node`, never before."""
+        staged = staged_path(path)
+        try:
+            result = write(str(staged))
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        with self._lock:
+            self.publication.files.setdefault(node, []).append((staged, path))
+        return result
+
     def interrupt(self) -> None:
         """Ends the statement running on every cursor (from any thread)."""
         for cur in [self.con, *list(self.cursors)]:
@@ -86,7 +134,7 @@ class Run:
         with self._lock:
             if not self._date_known:
                 if self.analysis_date is None:
-                    self.analysis_date = cur.execute(DEFAULT_ANALYSIS_DATE_SQL).fetchall()[0][0]
+                    self.analysis_date = cur.execute(self.retarget(DEFAULT_ANALYSIS_DATE_SQL)).fetchall()[0][0]
                 self._date_known = True
                 self.log.info(f"analysis date: {self.analysis_date}")
         cur.execute("set variable analysis_date = ?::date", [self.analysis_date])

@@ -21,7 +21,6 @@ import base64
 import struct
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 
 import dagster as dg
 import duckdb
@@ -31,7 +30,9 @@ from ecommerce_assets import analyses
 from ecommerce_assets.engine import Built
 from ecommerce_assets.materialize import export, table_stats
 from ecommerce_assets.models import ModelError, load_models
+from ecommerce_assets.publish import publish
 from ecommerce_assets.results import materialization
+from ecommerce_assets.run import Run, RunOptions
 
 from .conftest import make_warehouse
 
@@ -338,8 +339,8 @@ def test_winback_targets_and_csv_on_a_dataset_with_lapsed_customers(tmp_path):
 # --- the hook machinery ---------------------------------------------------------------------
 
 
-def _run(output_dir: Path):
-    return SimpleNamespace(output_dir=output_dir)
+def _run(con, output_dir: Path) -> Run:
+    return Run(con, RunOptions(data_dir=output_dir, output_dir=output_dir))
 
 
 def test_charts_cope_with_empty_tables(tmp_path):
@@ -358,7 +359,9 @@ def test_charts_cope_with_empty_tables(tmp_path):
     """)
     for asset, (_, title, (width_in, height_in)) in CHARTS.items():
         hook = analyses.EXTRAS[asset][0]
-        metadata = hook(con, models[asset], _run(tmp_path))
+        run = _run(con, tmp_path)
+        metadata = hook(con, models[asset], run)
+        publish(con, run.publication, [asset], run.run_id, {})
         data = Path(metadata[f"{title}: PNG file"].value).read_bytes()
         assert _png_size(data) == (round(width_in * analyses.DPI), round(height_in * analyses.DPI))
 
@@ -372,7 +375,7 @@ def test_an_unwritable_output_dir_fails_that_asset_with_a_model_error(tmp_path):
     blocker.write_text("a file where the output directory should be")
     model = next(m for m in models if m.name == "winback_targets")
     with pytest.raises(ModelError, match="winback_targets.sql: export winback_targets.csv: NotADirectoryError"):
-        export(con, model, blocker)
+        export(_run(con, blocker), con, model, "analyses.winback_targets")
 
 
 def test_extras_for_an_unknown_model_are_rejected():

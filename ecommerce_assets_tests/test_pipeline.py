@@ -3,7 +3,6 @@
 import datetime as dt
 import threading
 from decimal import Decimal
-from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -430,9 +429,10 @@ def test_one_statement_at_a_time_builds_in_dependency_order_and_the_same_tables(
         assert wh.query(sql) == concurrent.query(sql), table
 
 
-def test_a_terminated_run_interrupts_the_statement_running_on_every_worker(tmp_path):
+def test_a_terminated_run_interrupts_every_worker_and_publishes_nothing(tmp_path):
     # One quick model, then two that would take ~20 s each: both run, one per worker, when the
-    # step is terminated, and neither may finish.
+    # run is stopped (what closing the pump does on terminate), and neither may finish. The quick
+    # one was built, but a stopped run publishes nothing and leaves nothing behind.
     marts = tmp_path / "sql" / "marts"
     marts.mkdir(parents=True)
     (marts / "a_quick.sql").write_text("select 1 as x")
@@ -446,13 +446,19 @@ def test_a_terminated_run_interrupts_the_statement_running_on_every_worker(tmp_p
     started = {"slow_b": threading.Event(), "slow_c": threading.Event()}
     con.create_function("started", lambda name: started[name].set() or 0, [str], int, side_effects=True)
     run = Run(con, RunOptions(data_dir=tmp_path, output_dir=tmp_path, concurrency=2))
-    project = Project(models)
-    events = pump(partial(execute, run, project, Selection.everything(models)), QUIET, run.interrupt)
-    assert next(events).node.name == "a_quick"
+    stop = threading.Event()
+    events: list = []
+    worker = threading.Thread(
+        target=lambda: events.extend(execute(run, Project(models), Selection.everything(models), QUIET, stop))
+    )
+    worker.start()
     assert all(e.wait(10) for e in started.values())  # both slow statements are running
-    events.close()
-    built = {t for (t,) in con.execute("select table_name from information_schema.tables").fetchall()}
-    assert "a_quick" in built and not built & {"slow_b", "slow_c"}
+    stop.set()
+    run.interrupt()
+    worker.join(30)
+    assert not worker.is_alive() and events == []
+    relations = {t for (t,) in con.execute("select table_name from information_schema.tables").fetchall()}
+    assert relations == {"_loaded_files", "_published"}
     assert len(run.cursors) == 2  # one cursor per worker
     run.close()
     con.close()

@@ -1,0 +1,224 @@
+"""Write-audit-publish: a run builds under temporary names, checks there, then publishes in one
+DuckDB transaction, so the warehouse is always exactly one run's result.
+
+A model `marts.x` is built as `marts.x__build` (DuckDB renames a table within its schema, not
+across schemas) and every statement of the run reads what it already built through
+`models.retarget`. Publishing renames tables (no copy), recreates views with their own SQL, and
+appends a raw table's new files from `raw.<name>__delta`. A run that dies before the commit leaves
+only `__build`/`__delta` relations, which the next run drops before it starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+BUILD_SUFFIX = "__build"
+DELTA_SUFFIX = "__delta"
+# Per run and published table: its rows once published (the sudden-drop checks compare to it).
+PUBLISH_LOG = "raw._published"
+
+
+def build_name(table: str) -> str:
+    return table + BUILD_SUFFIX
+
+
+def delta_name(table: str) -> str:
+    return table + DELTA_SUFFIX
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One relation built by the run and not yet published.
+
+    kind: 'table' (renamed into place), 'view' (recreated from `view_sql`), or 'append' (the rows
+    of the delta table are inserted into the published table; the build name is a view of both)."""
+
+    table: str
+    kind: str
+    view_sql: str = ""
+
+    @property
+    def built(self) -> str:
+        return build_name(self.table)
+
+
+@dataclass
+class Publication:
+    """Everything a run will publish: relations, load-log changes and files."""
+
+    relations: dict[str, Pending] = field(default_factory=dict)  # node name -> pending relation
+    # Load-log rows to insert, and the raw tables whose previous entries go (replaced tables).
+    load_log_rows: list[list] = field(default_factory=list)
+    load_log_cleared: set[str] = field(default_factory=set)
+    files: dict[str, list[tuple[Path, Path]]] = field(default_factory=dict)  # node -> (staged, final)
+
+
+def prepare_statements(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """DROPs of what a dead run left: every `__build`/`__delta` relation."""
+    rows = con.execute(
+        """
+        select 'view', schema_name, view_name from duckdb_views() where not internal
+        union all
+        select 'table', schema_name, table_name from duckdb_tables()
+        """
+    ).fetchall()
+    return [
+        f"drop {kind} if exists {schema}.{name}"
+        for kind, schema, name in rows
+        if name.endswith((BUILD_SUFFIX, DELTA_SUFFIX))
+    ]
+
+
+def clean_up(con: duckdb.DuckDBPyConnection, output_dir: Path) -> list[str]:
+    """Drops what a run that died left behind (relations and staged files); returns what it dropped."""
+    dropped = []
+    for statement in prepare_statements(con):
+        con.execute(statement)
+        dropped.append(statement.rsplit(" ", 1)[1])
+    if Path(output_dir).is_dir():
+        for staged in Path(output_dir).glob(f"*/.*{STAGED_SUFFIX}"):
+            staged.unlink(missing_ok=True)
+            dropped.append(str(staged))
+    return dropped
+
+
+STAGED_SUFFIX = ".staged"
+
+
+def staged_path(path: Path) -> Path:
+    """Where a run writes a file it publishes as `path`: hidden, beside it (same file system)."""
+    return path.with_name(f".{path.name}{STAGED_SUFFIX}")
+
+
+def publishable(
+    built: Iterable[str], blocked: Iterable[str], deps: Mapping[str, Sequence[str]], views: set[str]
+) -> set[str]:
+    """The built nodes that may be published.
+
+    Not a node that failed a blocking check, nor what a blocked view reads (the published view would
+    show the blocked rows through it), nor anything built from those."""
+    built = set(built)
+    held = set(blocked)
+    frontier = [n for n in held if n in views]
+    while frontier:  # a blocked view exposes its upstream
+        for dep in deps.get(frontier.pop(), ()):
+            if dep not in held:
+                held.add(dep)
+                if dep in views:
+                    frontier.append(dep)
+    changed = True
+    while changed:  # anything built from held data is held too
+        changed = False
+        for node in built - held:
+            if any(d in held for d in deps.get(node, ())):
+                held.add(node)
+                changed = True
+    return built - held
+
+
+def publish(
+    con: duckdb.DuckDBPyConnection,
+    publication: Publication,
+    names: Sequence[str],
+    run_id: str,
+    rows: Mapping[str, int],
+) -> None:
+    """One transaction: the `names` nodes' relations in order, their load-log changes and the publish
+    log. Then the staged files. Either all relations are published or none."""
+    from ecommerce_assets.raw import LOAD_LOG
+
+    kinds = dict(
+        con.execute(
+            "select schema_name || '.' || table_name, 'table' from duckdb_tables() union all "
+            "select schema_name || '.' || view_name, 'view' from duckdb_views() where not internal"
+        ).fetchall()
+    )
+    names = [n for n in names if n in publication.relations or n in publication.files]
+    published = [publication.relations[n] for n in names if n in publication.relations]
+    raw_tables = {p.table.split(".", 1)[1] for p in published if p.table.startswith("raw.")}
+    con.execute("begin transaction")
+    try:
+        for pending in published:
+            for statement in publish_statements(pending, kinds.get(pending.table)):
+                con.execute(statement)
+        for table in sorted(publication.load_log_cleared & raw_tables):
+            con.execute(f"delete from {LOAD_LOG} where table_name = ?", [table])
+        log_rows = [r for r in publication.load_log_rows if r[0] in raw_tables]
+        if log_rows:
+            con.executemany(f"insert into {LOAD_LOG} values (?, ?, ?, ?, getvariable('run_started_at'))", log_rows)
+        publish_rows = [
+            [run_id, publication.relations[n].table, rows.get(n)] for n in names if n in publication.relations
+        ]
+        if publish_rows:
+            con.executemany(f"insert into {PUBLISH_LOG} values (?, ?, ?, getvariable('run_started_at'))", publish_rows)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    for name, files in publication.files.items():
+        for staged, final in files:
+            if name in names:
+                os.replace(staged, final)
+            else:
+                staged.unlink(missing_ok=True)
+
+
+def publish_statements(pending: Pending, existing: str | None) -> list[str]:
+    """What publishing one relation takes, inside the run's publish transaction."""
+    table, built = pending.table, pending.built
+    drop = [f"drop {existing} {table}"] if existing else []
+    if pending.kind == "table":
+        return [*drop, f"alter table {built} rename to {table.split('.', 1)[1]}"]
+    if pending.kind == "view":
+        return [*drop, f"create view {table} as\n{pending.view_sql}", f"drop view {built}"]
+    if pending.kind == "append":
+        delta = delta_name(table)
+        return [f"insert into {table} select * from {delta}", f"drop view {built}", f"drop table {delta}"]
+    raise ValueError(f"{table}: unknown publish kind {pending.kind!r}")
+
+
+def create_publish_log(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"create table if not exists {PUBLISH_LOG} (run_id varchar, table_name varchar, row_count bigint, published_at timestamp)"
+    )
+
+
+def serving_path(database: str) -> Path:
+    """The read-only copy readers open: `warehouse/dev.duckdb` -> `warehouse/dev.serving.duckdb`."""
+    path = Path(database)
+    return path.with_name(f"{path.stem}.serving{path.suffix or '.duckdb'}")
+
+
+def write_serving_copy(con: duckdb.DuckDBPyConnection, path: Path, skip_schemas: Sequence[str]) -> int:
+    """The published tables and views (views as tables) of every schema but `skip_schemas`, as a new
+    DuckDB file that replaces `path` by a rename: a reader that has the old file open keeps reading
+    it, unchanged, for as long as it likes; the next connection opens the new one. Returns the
+    number of relations copied."""
+    staged = staged_path(path)
+    staged.unlink(missing_ok=True)
+    Path(f"{staged}.wal").unlink(missing_ok=True)
+    relations = con.execute(
+        """
+        select schema_name, table_name from duckdb_tables() where database_name = current_database()
+        union all
+        select schema_name, view_name from duckdb_views() where not internal and database_name = current_database()
+        order by all
+        """
+    ).fetchall()
+    relations = [(s, n) for s, n in relations if s not in skip_schemas and not n.endswith((BUILD_SUFFIX, DELTA_SUFFIX))]
+    quoted = str(staged).replace("'", "''")
+    con.execute(f"attach '{quoted}' as serving_copy")
+    try:
+        for schema in sorted({s for s, _ in relations}):
+            con.execute(f"create schema serving_copy.{schema}")
+        for schema, name in relations:
+            con.execute(f"create table serving_copy.{schema}.{name} as from {schema}.{name}")
+    finally:
+        con.execute("detach serving_copy")
+    os.replace(staged, path)
+    return len(relations)
