@@ -577,8 +577,9 @@ def selected_assets(selection: str | None, seed_scope: bool) -> list[str]:
     from ecommerce_assets.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    if seed_scope:  # the seed's loads and models are named like our assets
-        keys = {dg.AssetKey(name) for name, kind, _ in seed_baseline.statements("") if kind in ("load", "model")}
+    if seed_scope:  # the seed's loads and models are named like our assets, plus what they read here (the rejects)
+        seeds = {dg.AssetKey(name) for name, kind, _ in seed_baseline.statements("") if kind in ("load", "model")}
+        keys = dg.AssetSelection.assets(*seeds).upstream().resolve(graph)
     else:
         try:
             keys = dg.AssetSelection.from_string(selection).resolve(graph)

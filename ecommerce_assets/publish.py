@@ -100,24 +100,20 @@ def publishable(
 ) -> set[str]:
     """The built nodes that may be published.
 
-    Not a node that failed a blocking check, nor what a blocked view reads (the published view would
-    show the blocked rows through it), nor anything built from those."""
+    Not a node that failed a blocking check, nor anything built from one, nor what a view that is
+    not published reads (the published view would show the new rows through it without their
+    checks), until nothing more is held."""
     built = set(built)
     held = set(blocked)
-    frontier = [n for n in held if n in views]
-    while frontier:  # a blocked view exposes its upstream
-        for dep in deps.get(frontier.pop(), ()):
-            if dep not in held:
-                held.add(dep)
-                if dep in views:
-                    frontier.append(dep)
     changed = True
-    while changed:  # anything built from held data is held too
-        changed = False
-        for node in built - held:
+    while changed:
+        before = len(held)
+        for node in [n for n in held if n in views]:  # a view not published exposes its upstream
+            held.update(deps.get(node, ()))
+        for node in built - held:  # anything built from held data is held too
             if any(d in held for d in deps.get(node, ())):
                 held.add(node)
-                changed = True
+        changed = len(held) != before
     return built - held
 
 

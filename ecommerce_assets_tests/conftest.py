@@ -13,6 +13,7 @@ import duckdb
 import pytest
 
 from ecommerce_assets.definitions import build_definitions
+from ecommerce_assets.paths import SQL_DIR
 from ecommerce_assets.resources import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -72,7 +73,7 @@ class Warehouse:
         return self.query(sql, params)[0][0]
 
 
-def make_warehouse(tmp_path: Path, data_dir: Path | None = None, **env: str) -> Warehouse:
+def make_warehouse(tmp_path: Path, data_dir: Path | None = None, sql_dir: Path = SQL_DIR, **env: str) -> Warehouse:
     settings = Settings.from_env(
         {
             "ECOMMERCE_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
@@ -81,7 +82,7 @@ def make_warehouse(tmp_path: Path, data_dir: Path | None = None, **env: str) -> 
             **env,
         }
     )
-    return Warehouse(settings, build_definitions(settings))
+    return Warehouse(settings, build_definitions(settings, sql_dir))
 
 
 @pytest.fixture

@@ -10,31 +10,21 @@ import dagster as dg
 import duckdb
 import pytest
 
+from ecommerce_assets.paths import SQL_DIR
+
 from .conftest import FIXTURES, make_warehouse
 from .test_pipeline import materialized
 
 DIRTY = FIXTURES / "dirty"
 
 # check -> failing rows on fixtures/dirty (rows appended to the bundled data, one defect each).
+# Broken keys and references are rejected row by row into stg_rejected_rows (one failing row of
+# its WARN check per source and reason); what staging keeps and flags is counted by its check.
 DIRTY_FAILURES = {
-    ("stg_customers", "unique_customer_id"): 1,  # customer 5 twice
-    ("stg_customers", "not_null_customer_id"): 1,  # a customer without id
     ("stg_customers", "not_null_email"): 1,  # customer 6: 'no-at-sign', kept and flagged (WARN)
-    ("stg_orders", "unique_order_id"): 1,  # order 1010 twice
-    ("stg_orders", "not_null_order_id"): 1,
-    ("stg_orders", "not_null_customer_id"): 1,  # order 1012
-    ("stg_orders", "relationships_customer_id"): 1,  # order 1011 -> customer 99
-    ("stg_orders", "shipping_cost_not_negative"): 1,  # order 1013
-    ("stg_order_items", "unique_order_item_id"): 1,  # line 10 twice
-    ("stg_order_items", "not_null_order_item_id"): 1,
-    ("stg_order_items", "not_null_order_id"): 1,  # line 11
-    ("stg_order_items", "relationships_order_id"): 1,  # line 12 -> order 9999
-    ("stg_order_items", "relationships_product_id"): 1,  # line 13 -> product 999
-    ("stg_order_items", "no_lines_dropped"): 1,  # line 14, quantity 0
-    ("stg_order_items", "unit_price_positive"): 1,  # line 15
-    ("stg_products", "unique_product_id"): 1,  # product 105 twice
-    ("stg_products", "not_null_product_id"): 1,
     ("stg_products", "prices_positive"): 1,  # product 106 costs 0
+    ("int_customer_orders", "completed_orders_have_items"): 1,  # an order whose lines were all rejected
+    ("stg_rejected_rows", "rows_rejected"): 16,
 }
 DOWNSTREAM_TABLES = [
     *(f"raw.{name}" for name in ("raw_customers", "raw_orders", "raw_order_items", "raw_products")),
@@ -75,6 +65,20 @@ def clean_then_dirty(tmp_path_factory):
     return wh, before, result
 
 
+@pytest.fixture(scope="module")
+def blocked(tmp_path_factory):
+    """The same two runs where an invalid email is an ERROR (so blocking) on stg_customers."""
+    tmp = tmp_path_factory.mktemp("blocked")
+    sql = tmp / "sql"
+    shutil.copytree(SQL_DIR, sql)
+    customers = sql / "staging" / "stg_customers.sql"
+    customers.write_text(customers.read_text().replace("not_null: {severity: warn}", "not_null: {severity: error}"))
+    wh = make_warehouse(tmp, sql_dir=sql)
+    assert wh.run().success
+    before = snapshot(wh)
+    return wh, before, wh.run(run_config={"ops": {"warehouse": {"config": {"data_dir": str(DIRTY)}}}})
+
+
 def test_each_planted_defect_is_reported_by_its_check_with_the_exact_count(clean_then_dirty):
     _, _, result = clean_then_dirty
     assert failures(result) == DIRTY_FAILURES
@@ -85,12 +89,14 @@ def test_each_planted_defect_is_reported_by_its_check_with_the_exact_count(clean
     assert severities["stg_orders", "relationships_customer_id"] == dg.AssetCheckSeverity.ERROR
 
 
-def test_failed_blocking_checks_publish_nothing_they_guard(clean_then_dirty):
-    """Every staging view fails a blocking check: the raw tables under them are not published
-    either (the published views would show the blocked rows), so the whole warehouse, raw tables
-    included, is the previous run's."""
-    wh, before, result = clean_then_dirty
+def test_failed_blocking_checks_publish_nothing_they_guard(blocked):
+    """stg_customers fails a blocking check: the raw table and the rejects under it are not published
+    (the published view would show the blocked rows through them), nor the other staging views
+    built from the rejects, nor the raw tables under those: the whole warehouse, raw tables
+    included, stays the previous run's."""
+    wh, before, result = blocked
     assert not result.success
+    assert ("stg_customers", "not_null_email") in failures(result)
     assert materialized(result) == set()
     assert snapshot(wh) == before
     leftovers = wh.query("select table_name from duckdb_tables() where table_name like '%\\_\\_%' escape '\\'")
@@ -99,10 +105,10 @@ def test_failed_blocking_checks_publish_nothing_they_guard(clean_then_dirty):
 
 def test_failing_rows_are_shown_with_the_query(clean_then_dirty):
     _, _, result = clean_then_dirty
-    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "relationships_customer_id")
-    assert "| 1011 | 99 |" in evaluation.metadata["failing_sample"].value
-    assert "not exists (select 1 from staging.stg_customers" in evaluation.metadata["query"].value
-    assert evaluation.description.startswith("1 failing row(s): Every customer_id exists in stg_customers")
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "rows_rejected")
+    assert "| raw_orders | unknown_customer_id | 1 | 1011 |" in evaluation.metadata["failing_sample"].value
+    assert "from staging.stg_rejected_rows" in evaluation.metadata["query"].value
+    assert evaluation.description.startswith("16 failing row(s): No raw row is rejected")
 
 
 # Defects planted straight into built tables, then only the checks run (the checks job). A
@@ -204,9 +210,14 @@ def test_cli_gate_exits_non_zero_on_error_checks_and_zero_on_clean_data(built, t
     one_model = run_cli("check", "--select", "stg_orders", "--threads", "1", db=db, tmp_path=tmp_path)
     assert "0 assets materialized; 5 checks: 5 passed" in one_model.stdout, one_model.stdout + one_model.stderr
     dirty = run_cli("build", "--data-dir", str(DIRTY), "--threads", "1", db=db, tmp_path=tmp_path)
-    assert dirty.returncode == 1, dirty.stdout + dirty.stderr
-    assert "error stg_orders.relationships_customer_id (1 failing rows)" in dirty.stdout
+    assert dirty.returncode == 0, dirty.stdout + dirty.stderr  # bad rows are rejected, with a WARN
+    assert "warn  stg_rejected_rows.rows_rejected (16 failing rows)" in dirty.stdout
     assert "warn  stg_customers.not_null_email (1 failing rows)" in dirty.stdout
+    with duckdb.connect(str(db)) as con:
+        con.execute("insert into marts.fct_customer_metrics from marts.fct_customer_metrics where customer_id = 1")
+    tampered = run_cli("check", db=db, tmp_path=tmp_path)
+    assert tampered.returncode == 1, tampered.stdout + tampered.stderr
+    assert "error fct_customer_metrics.unique_customer_id (1 failing rows)" in tampered.stdout
 
 
 @pytest.mark.parametrize(
@@ -220,7 +231,7 @@ def test_cli_gate_exits_non_zero_on_error_checks_and_zero_on_clean_data(built, t
         (
             "raw_orders",
             "order_id,customer,order_date,status,shipping_cost\n1001,1,2023-02-01,completed,5.99\n",
-            r"raw_orders\.csv: header is \[.*'customer'.*\], expected the columns",
+            r"raw_orders\.csv:1: missing column customer_id",
         ),
         (
             "raw_orders",

@@ -77,6 +77,9 @@ def test_every_model_column_maps_to_columns_of_its_deps(project, lineage):
         ("churn_risk_by_segment", "customer_count"),
         ("marketing_budget_allocation", "customer_count"),
         ("segment_distribution", "customer_count"),
+        ("stg_rejected_rows", "source"),
+        ("stg_rejected_rows", "line"),
+        ("stg_rejected_rows", "run_started_at"),
     }
 
 

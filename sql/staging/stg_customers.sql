@@ -16,8 +16,12 @@ columns:
   is_valid_email: {description: "Flag indicating email validity (non-empty and contains '@', judged on the cleaned email)"}
   loaded_at: {description: When the raw row was loaded (the run's timestamp)}
 */
+-- Every raw row but those stg_rejected_rows rejects (and records there with their reason).
 with source as (
-    select * from raw.raw_customers
+    select raw_row.*
+    from raw.raw_customers as raw_row
+    anti join staging.stg_rejected_rows as rejected
+        on rejected.source = 'raw_customers' and rejected.key is not distinct from raw_row.customer_id
 ),
 
 cleaned as (

@@ -24,8 +24,12 @@ checks:
     description: Shipping cost is never negative.
     sql: select * from staging.stg_orders where shipping_cost < 0
 */
+-- Every raw row but those stg_rejected_rows rejects (and records there with their reason).
 with source as (
-    select * from raw.raw_orders
+    select raw_row.*
+    from raw.raw_orders as raw_row
+    anti join staging.stg_rejected_rows as rejected
+        on rejected.source = 'raw_orders' and rejected.key is not distinct from raw_row.order_id
 )
 
 select

@@ -17,8 +17,12 @@ checks:
     description: Cost and list prices are positive.
     sql: select * from staging.stg_products where cost_price <= 0 or list_price <= 0
 */
+-- Every raw row but those stg_rejected_rows rejects (and records there with their reason).
 with source as (
-    select * from raw.raw_products
+    select raw_row.*
+    from raw.raw_products as raw_row
+    anti join staging.stg_rejected_rows as rejected
+        on rejected.source = 'raw_products' and rejected.key is not distinct from raw_row.product_id
 )
 
 select
