@@ -7,13 +7,19 @@ from pathlib import Path
 
 import dagster as dg
 
-from ecommerce_assets import analyses
+from ecommerce_assets import alerts, analyses, churn
 from ecommerce_assets.factory import build_warehouse
 from ecommerce_assets.models import Model, load_macros, load_models, resolve_deps
 from ecommerce_assets.paths import SQL_DIR
 from ecommerce_assets.raw import RAW_TABLES
 from ecommerce_assets.resources import DuckDBWarehouse, Settings
-from ecommerce_assets.schedules import checks_job, daily_schedule, warehouse_job
+from ecommerce_assets.schedules import (
+    checks_job,
+    churn_training_job,
+    daily_schedule,
+    warehouse_job,
+    weekly_churn_training_schedule,
+)
 
 
 def load_project(sql_dir: Path = SQL_DIR) -> tuple[list[Model], list[str]]:
@@ -25,10 +31,13 @@ def build_definitions(settings: Settings | None = None, sql_dir: Path = SQL_DIR)
     settings = settings or Settings.from_env()
     models, macros = load_project(sql_dir)
     warehouse = build_warehouse(models, settings, after_build=analyses.after_build(models), macros=macros)
+    churn_defs = churn.build_churn(settings.output_dir, models, settings.freshness_hours)
     return dg.Definitions(
-        assets=[warehouse],
-        jobs=[warehouse_job, checks_job],
-        schedules=[daily_schedule(settings)],
+        assets=[warehouse, *churn_defs["assets"]],
+        asset_checks=churn_defs["asset_checks"],
+        jobs=[warehouse_job, checks_job, churn_training_job],
+        schedules=[daily_schedule(settings), weekly_churn_training_schedule(settings)],
+        sensors=alerts.SENSORS,
         resources={"duckdb": DuckDBWarehouse.from_settings(settings)},
         # One process runs a whole run: DuckDB allows one writer per file.
         executor=dg.in_process_executor,

@@ -54,6 +54,17 @@ COUNTRIES = """['US', 'US', 'US', 'US', 'US', 'US', 'US', 'UK', 'UK', 'UK', 'CA'
 
 LAST_DAY = "DATE '2024-12-31'"
 
+# Purchase behaviour (see _sql): share of sign-ups who never order; days between orders for the
+# most and least engaged; how much longer each gap is than the one before, at most; mean lifetime
+# in days after the first order for the least and most engaged; its factor after a cancelled or
+# returned first order; and the share of each month's candidate orders that happen (Jan..Dec).
+BROWSERS = 0.12
+GAP_MIN, GAP_MAX = 15, 200
+DECAY_MAX = 0.3
+LIFE_MIN, LIFE_MAX = 60, 1100
+BAD_FIRST_ORDER = 0.25
+SEASON = "[0.55, 0.6, 0.8, 0.8, 0.8, 0.75, 0.7, 0.75, 0.85, 0.9, 1.0, 1.0]"
+
 
 def _sql(seed: int, customers: int, products: int) -> str:
     """Tables holding the clean data; dirt is added only when writing."""
@@ -84,34 +95,56 @@ def _sql(seed: int, customers: int, products: int) -> str:
            list_price
     FROM priced ORDER BY product_id;
 
+    -- Purchase behaviour ("buy till you die"): after a first order soon after sign-up, a customer
+    -- orders again after gaps that lengthen with every order (a decaying rate) until an unseen
+    -- churn date; orders in the quiet months are thinned (seasonality); a first order that was
+    -- cancelled or returned shortens the customer's life four-fold (first-order experience).
+    -- Churn thus has causes a model can learn from the order history, beyond recency alone.
     CREATE TABLE customers AS
-    SELECT i AS customer_id,
-           pick({FIRST_NAMES}, i, 0, 'first') AS first_name,
-           pick({LAST_NAMES}, i, 0, 'last') AS last_name,
-           pick({DOMAINS}, i, 0, 'domain') AS domain,
-           pick({COUNTRIES}, i, 0, 'country') AS country,
-           DATE '2021-01-01' + floor(rnd(i, 0, 'created') * 1461)::INT AS created_at,
-           -- mean ~3 orders but skewed: many never or once, a few heavy buyers
-           CASE WHEN u < 0.15 THEN 0
-                WHEN u < 0.50 THEN 1
-                WHEN u < 0.80 THEN 2 + floor(v * 3)
-                WHEN u < 0.95 THEN 5 + floor(v * 4)
-                ELSE 9 + floor(v * 12)
-           END::INT AS n_orders
-    FROM (SELECT range AS i, rnd(range, 0, 'orders') AS u, rnd(range, 0, 'orders2') AS v
-          FROM range(1, {customers} + 1))
+    SELECT *,
+           -- at most this many candidate orders (~3x those expected before churn, for the tail)
+           least(40, 2 + ceil(3 * least(life_days, {LAST_DAY} - created_at) / gap_days))::INT AS n_candidates
+    FROM (
+        SELECT i AS customer_id,
+               pick({FIRST_NAMES}, i, 0, 'first') AS first_name,
+               pick({LAST_NAMES}, i, 0, 'last') AS last_name,
+               pick({DOMAINS}, i, 0, 'domain') AS domain,
+               pick({COUNTRIES}, i, 0, 'country') AS country,
+               DATE '2021-01-01' + floor(rnd(i, 0, 'created') * 1461)::INT AS created_at,
+               rnd(i, 0, 'orders') < {BROWSERS} AS never_orders,
+               -- engaged customers order often and stay long
+               {GAP_MAX} - ({GAP_MAX} - {GAP_MIN}) * e AS gap_days,
+               1 + {DECAY_MAX} * pow(rnd(i, 0, 'decay'), 2) AS decay,
+               -- exponential lifetime after the first order; the first order's status is drawn
+               -- with the same key as in `orders` (k = 0), so this is the status it will have
+               -ln(1 - rnd(i, 0, 'life')) * ({LIFE_MIN} + ({LIFE_MAX} - {LIFE_MIN}) * e)
+                   * CASE WHEN rnd(i, 0, 'status') < 0.10 THEN {BAD_FIRST_ORDER} ELSE 1 END AS life_days
+        FROM (SELECT range AS i, pow(rnd(range, 0, 'engagement'), 1.5) AS e FROM range(1, {customers} + 1))
+    )
     ORDER BY customer_id;
 
     CREATE TABLE orders AS
-    WITH o AS (
-        SELECT customer_id, k,
-               -- first purchase soon after sign-up, later ones any time up to the end
-               created_at + CASE WHEN k = 0 THEN least(span, floor(rnd(customer_id, k, 'date') * 30))
-                                 ELSE floor(rnd(customer_id, k, 'date') * (span + 1)) END::INT AS order_date,
-               rnd(customer_id, k, 'status') AS u
-        FROM (SELECT customer_id, created_at, {LAST_DAY} - created_at AS span,
-                     unnest(range(n_orders)) AS k
-              FROM customers)
+    WITH candidates AS (
+        SELECT customer_id, created_at, life_days, k,
+               least({LAST_DAY} - created_at, floor(rnd(customer_id, 0, 'date') * 30))::INT AS first_offset,
+               -- whole days, so the running sum below is exact whatever the summation order
+               CASE WHEN k = 0 THEN 0
+                    ELSE round(-ln(1 - rnd(customer_id, k, 'date')) * gap_days * pow(decay, k - 1)) END::BIGINT AS gap
+        FROM (SELECT customer_id, created_at, life_days, gap_days, decay, unnest(range(n_candidates)) AS k
+              FROM customers WHERE NOT never_orders)
+    ),
+    timed AS (
+        SELECT customer_id, k, life_days, created_at + first_offset AS first_date,
+               created_at + (first_offset + sum(gap) OVER (PARTITION BY customer_id ORDER BY k))::INT AS order_date
+        FROM candidates
+    ),
+    o AS (
+        SELECT customer_id, k, order_date, rnd(customer_id, k, 'status') AS u
+        FROM timed
+        WHERE k = 0
+           OR (order_date - first_date <= life_days
+               AND order_date <= {LAST_DAY}
+               AND rnd(customer_id, k, 'season') < {SEASON}[month(order_date)])
     ),
     s AS (
         SELECT customer_id, k, order_date,

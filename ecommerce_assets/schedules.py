@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ecommerce_assets.churn import TRAINING_ASSETS
 from ecommerce_assets.resources import Settings
 
-# Everything, checks included: the same selection the UI's "Materialize all" and the CLI use.
+# Everything but the churn model's training, checks included: what the CLI builds and the daily
+# schedule runs. Training needs no daily refresh (churn_training_job, weekly); scoring is daily.
 warehouse_job = dg.define_asset_job(
     "warehouse_job",
-    selection=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks(),
-    description="Materializes the whole graph with all its checks.",
+    selection=(dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks())
+    - dg.AssetSelection.assets(*TRAINING_ASSETS),
+    description="Materializes the whole graph with all its checks, except the churn model's weekly training.",
 )
 
 checks_job = dg.define_asset_job(
@@ -26,6 +29,26 @@ def daily_schedule(settings: Settings) -> dg.ScheduleDefinition:
         job=warehouse_job,
         cron_schedule=settings.schedule_cron,
         execution_timezone=settings.schedule_timezone,
-        description="Rebuilds the whole graph daily (ECOMMERCE_SCHEDULE_CRON / ECOMMERCE_SCHEDULE_TIMEZONE).",
+        description="Rebuilds the whole graph daily (ECOMMERCE_SCHEDULE_CRON / ECOMMERCE_SCHEDULE_TIMEZONE; "
+        "on by default when ECOMMERCE_SCHEDULE_DEFAULT_STATUS=running).",
+        default_status=dg.DefaultScheduleStatus(settings.schedule_default_status.upper()),
+    )
+
+
+# Training needs no daily refresh: its data changes when a month's label window completes.
+churn_training_job = dg.define_asset_job(
+    "churn_training_job",
+    selection=dg.AssetSelection.assets(*TRAINING_ASSETS) | dg.AssetSelection.checks_for_assets(*TRAINING_ASSETS),
+    description="Builds the point-in-time churn training data, trains and evaluates the churn model.",
+)
+
+
+def weekly_churn_training_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="weekly_churn_training",
+        job=churn_training_job,
+        cron_schedule="0 3 * * 0",
+        execution_timezone=settings.schedule_timezone,
+        description="Retrains the churn model on Sundays at 03:00, before the daily run scores with it.",
         default_status=dg.DefaultScheduleStatus.STOPPED,
     )

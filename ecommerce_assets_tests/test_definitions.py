@@ -3,6 +3,7 @@
 import dagster as dg
 import pytest
 
+from ecommerce_assets.churn import TRAINING_ASSETS
 from ecommerce_assets.definitions import build_definitions, defs
 from ecommerce_assets.models import ModelError, load_models, resolve_deps
 from ecommerce_assets.raw import RAW_TABLES
@@ -10,12 +11,14 @@ from ecommerce_assets.resources import Settings
 
 RAW = {"raw_customers", "raw_orders", "raw_order_items", "raw_products"}
 
-# The seed's lineage, written out by hand: model -> upstream assets.
+# The seed's lineage, written out by hand: model -> upstream assets. Each staging view also leaves
+# out the raw rows stg_rejected_rows rejects (a rejected reference rejects its referrers).
 EXPECTED_UPSTREAM = {
-    "stg_customers": {"raw_customers"},
-    "stg_orders": {"raw_orders"},
-    "stg_order_items": {"raw_order_items"},
-    "stg_products": {"raw_products"},
+    "stg_rejected_rows": RAW,
+    "stg_customers": {"raw_customers", "stg_rejected_rows"},
+    "stg_orders": {"raw_orders", "stg_rejected_rows"},
+    "stg_order_items": {"raw_order_items", "stg_rejected_rows"},
+    "stg_products": {"raw_products", "stg_rejected_rows"},
     "int_customer_orders": {"stg_orders", "stg_order_items"},
     "int_customer_rfm": {"stg_customers", "int_customer_orders"},
     "int_product_metrics": {"stg_order_items", "stg_orders", "stg_products"},
@@ -38,7 +41,8 @@ def keys(selection: str, graph) -> set[str]:
 
 
 def test_every_sql_file_is_one_asset_with_the_seed_lineage(graph):
-    pipeline = {k.to_user_string() for k in graph.get_all_asset_keys()} - keys("group:analyses", graph)
+    # The churn model's assets are Python assets beside the SQL models (ecommerce_assets/churn.py).
+    pipeline = {k.to_user_string() for k in graph.get_all_asset_keys()} - keys("group:analyses or group:churn", graph)
     assert pipeline == RAW | set(EXPECTED_UPSTREAM)
     for name, upstream in EXPECTED_UPSTREAM.items():
         parents = {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
@@ -46,7 +50,13 @@ def test_every_sql_file_is_one_asset_with_the_seed_lineage(graph):
 
 
 def test_groups_tags_and_kinds_follow_the_seed(graph):
-    assert keys("group:staging", graph) == {"stg_customers", "stg_orders", "stg_order_items", "stg_products"}
+    assert keys("group:staging", graph) == {
+        "stg_customers",
+        "stg_orders",
+        "stg_order_items",
+        "stg_products",
+        "stg_rejected_rows",
+    }
     assert keys("group:raw", graph) == RAW
     assert keys("tag:ml", graph) == {"ml_customer_features"}
     assert keys("tag:features", graph) == {"ml_customer_features"}
@@ -69,7 +79,7 @@ def test_groups_tags_and_kinds_follow_the_seed(graph):
 
 def test_lineage_selections_match_dbt(graph):
     # dbt `fct_customer_metrics+` (all downstream) and `+fct_customer_metrics` (all upstream).
-    assert keys("fct_customer_metrics*", graph) - keys("group:analyses", graph) == {
+    assert keys("fct_customer_metrics*", graph) - keys("group:analyses or group:churn", graph) == {
         "fct_customer_metrics",
         "dim_customer_segments",
         "ml_customer_features",
@@ -82,9 +92,8 @@ def test_lineage_selections_match_dbt(graph):
         "stg_customers",
         "stg_orders",
         "stg_order_items",
-        "raw_customers",
-        "raw_orders",
-        "raw_order_items",
+        "stg_rejected_rows",
+        *RAW,  # raw_products through the rejects: a line of an unknown product is rejected
     }
 
 
@@ -126,12 +135,16 @@ def test_every_seed_test_is_a_check_on_the_asset_it_guards(graph):
     }
 
 
-def test_schedule_targets_every_asset_and_check():
+def test_daily_schedule_targets_every_asset_and_check_but_the_weekly_training():
     schedule = defs.resolve_schedule_def("daily_warehouse")
     assert schedule.cron_schedule == "0 6 * * *"
     job = defs.resolve_job_def(schedule.job_name)
     graph = defs.resolve_asset_graph()
-    assert set(job.asset_layer.selected_asset_keys) == set(graph.get_all_asset_keys())
+    training = {dg.AssetKey(name) for name in TRAINING_ASSETS}
+    assert set(job.asset_layer.selected_asset_keys) == set(graph.get_all_asset_keys()) - training
+    assert {k for k in job.asset_layer.asset_graph.asset_check_keys if k.asset_key in training} == set()
+    weekly = defs.resolve_job_def(defs.resolve_schedule_def("weekly_churn_training").job_name)
+    assert set(weekly.asset_layer.selected_asset_keys) == training
 
 
 def test_schedule_cron_and_timezone_are_settings(tmp_path):

@@ -26,6 +26,7 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.freshness import FreshnessDaemon
 
+from ecommerce_assets.churn import TRAINING_ASSETS
 from ecommerce_assets.definitions import build_definitions
 from ecommerce_assets.models import ModelError
 from ecommerce_assets.paths import SQL_DIR
@@ -39,6 +40,7 @@ OWNER_BY_GROUP = {
     "marts": "team:analytics",
     "ml": "team:analytics",
     "analyses": "team:analytics",
+    "churn": "team:analytics",
 }
 
 
@@ -118,9 +120,10 @@ def test_a_bad_owner_is_an_error_naming_the_file_and_line(tmp_path, owner, messa
 def test_every_asset_carries_the_configured_freshness_window(env, hours):
     nodes = asset_nodes(build_definitions(settings(**env)))
     expected = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=hours))
+    weekly = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=7, hours=hours))  # the churn training
     for name, node in nodes.items():
         # The property the FreshnessDaemon reads.
-        assert node.freshness_policy_or_from_metadata == expected, name
+        assert node.freshness_policy_or_from_metadata == (weekly if name in TRAINING_ASSETS else expected), name
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "1.5", "a day", ""])
