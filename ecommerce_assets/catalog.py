@@ -45,10 +45,15 @@ from ecommerce_assets.materialize import (
 from ecommerce_assets.model_header import ModelError, read_header
 from ecommerce_assets.models import Model
 from ecommerce_assets.planner import plan
+from ecommerce_assets.publish import create_publish_log
 from ecommerce_assets.raw import RawLoadError, RawTable, source_files
 
 # Any values do: binding needs only the variables' types, those a run sets (run.Run).
-_VARIABLES = {"analysis_date": (dt.date(2000, 1, 1), "date"), "run_started_at": (dt.datetime(2000, 1, 1), "timestamp")}
+_VARIABLES = {
+    "analysis_date": (dt.date(2000, 1, 1), "date"),
+    "run_started_at": (dt.datetime(2000, 1, 1), "timestamp"),
+    "max_row_drop": (0.5, "double"),
+}
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,7 @@ def _bind(nodes: Sequence[Node], macros: Sequence[str]) -> Catalog:
         con.execute("pragma disable_optimizer")  # the binder gives the types and the errors; nothing runs
         for schema in sorted({raw_loaders.SCHEMA, *(n.layer for n in nodes)}):
             con.execute(f"create schema if not exists {schema}")
+        create_publish_log(con)  # the sudden-drop checks read it
         for macro in macros:
             try:
                 con.execute(macro)

@@ -21,9 +21,10 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
-from ecommerce_assets.checks import CheckDecl, column_check, sql_check
+from ecommerce_assets.checks import CheckDecl, column_check, row_count_drop_check, sql_check
 from ecommerce_assets.model_header import EXPORT_FORMATS, ModelError, dagster_owner, read_header
 from ecommerce_assets.paths import SQL_DIR
+from ecommerce_assets.publish import VOLUME_CHECKED_LAYERS
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -243,7 +244,7 @@ def retarget(sql: str, tables: Mapping[str, str]) -> str:
         return sql
     by_name = {name.lower(): target for name, target in tables.items()}
     pattern = re.compile(
-        r"(?<![\w.\"])(" + "|".join(re.escape(n) for n in sorted(by_name, key=len, reverse=True)) + r")(?![\w\"])",
+        r"(?<![\w.\"'])(" + "|".join(re.escape(n) for n in sorted(by_name, key=len, reverse=True)) + r")(?![\w\"])",
         re.IGNORECASE,
     )
     return pattern.sub(lambda m: by_name[m.group(1).lower()], sql)
@@ -358,7 +359,10 @@ def load_models(sql_dir: Path = SQL_DIR) -> list[Model]:
         if path.stem in seen:
             raise ModelError(f"{path}: model name {path.stem} is also used by {seen[path.stem]}")
         seen[path.stem] = path
-        models.append(parse_model(path, layer))
+        model = parse_model(path, layer)
+        if layer in VOLUME_CHECKED_LAYERS:
+            model = replace(model, checks=(*model.checks, row_count_drop_check(model.table)))
+        models.append(model)
     if not models:
         raise ModelError(f"{sql_dir}: no model files found (sql/<layer>/<model>.sql)")
     return models

@@ -21,6 +21,8 @@ BUILD_SUFFIX = "__build"
 DELTA_SUFFIX = "__delta"
 # Per run and published table: its rows once published (the sudden-drop checks compare to it).
 PUBLISH_LOG = "raw._published"
+# The layers whose row count is compared with the last publish (checks.row_count_drop_check).
+VOLUME_CHECKED_LAYERS = ("raw", "marts")
 
 
 def build_name(table: str) -> str:
@@ -179,8 +181,13 @@ def publish_statements(pending: Pending, existing: str | None) -> list[str]:
 
 
 def create_publish_log(con: duckdb.DuckDBPyConnection) -> None:
+    """The publish log, and the macro the sudden-drop checks read it with."""
     con.execute(
         f"create table if not exists {PUBLISH_LOG} (run_id varchar, table_name varchar, row_count bigint, published_at timestamp)"
+    )
+    con.execute(
+        "create or replace macro published_row_count(t) as (select row_count from "
+        f"{PUBLISH_LOG} where table_name = t order by published_at desc limit 1)"
     )
 
 

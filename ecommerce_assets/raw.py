@@ -15,7 +15,8 @@ from pathlib import Path
 import duckdb
 
 from ecommerce_assets import raw_files
-from ecommerce_assets.publish import Pending, delta_name
+from ecommerce_assets.checks import CheckDecl, row_count_drop_check
+from ecommerce_assets.publish import VOLUME_CHECKED_LAYERS, Pending, delta_name
 from ecommerce_assets.raw_files import RawLoadError, read_sql, source_files
 
 SCHEMA = "raw"
@@ -47,6 +48,28 @@ class RawTable:
     @property
     def descriptions(self) -> dict[str, str]:
         return {**self.column_descriptions, LOADED_AT[0]: LOADED_AT[2]}
+
+    @cached_property
+    def checks(self) -> tuple[CheckDecl, ...]:
+        """What a run checks on a loaded table: only that it did not suddenly shrink (its columns are
+        typed by the load; the rows are checked by staging and the rejects)."""
+        return (row_count_drop_check(self.table),) if SCHEMA in VOLUME_CHECKED_LAYERS else ()
+
+    @cached_property
+    def check_sql(self) -> dict[str, str]:
+        return {c.name: c.failing_rows_sql(lambda name: name) for c in self.checks}
+
+    @cached_property
+    def check_count_sql(self) -> dict[str, str]:
+        return {c.name: c.failing_count_sql(lambda name: name) for c in self.checks}
+
+    @property
+    def check_deps(self) -> dict[str, tuple[str, ...]]:
+        return {c.name: () for c in self.checks}
+
+    @property
+    def path(self) -> Path:
+        return Path(__file__)
 
     @cached_property
     def code_version(self) -> str:

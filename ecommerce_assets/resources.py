@@ -53,6 +53,8 @@ class Settings:
     schedule_timezone: str
     # Every table's freshness policy fails this many hours after its last materialization.
     freshness_hours: int = DEFAULT_FRESHNESS_HOURS
+    # A raw table or mart that loses more than this share of its rows against the last publish warns.
+    max_row_drop_percent: int = 50
     # The daily schedule's state until someone switches it in the UI: stopped in dev, so a laptop
     # never rebuilds on its own; a deployment sets ECOMMERCE_SCHEDULE_DEFAULT_STATUS=running.
     schedule_default_status: str = "stopped"
@@ -77,16 +79,18 @@ class Settings:
             schedule_cron=_cron(env.get("ECOMMERCE_SCHEDULE_CRON", "0 6 * * *")),
             schedule_timezone=_timezone(env.get("ECOMMERCE_SCHEDULE_TIMEZONE", "UTC")),
             freshness_hours=_whole(env, "ECOMMERCE_FRESHNESS_HOURS", DEFAULT_FRESHNESS_HOURS),
+            max_row_drop_percent=_whole(env, "ECOMMERCE_MAX_ROW_DROP", 50, minimum=0, maximum=100),
             schedule_default_status=_choice(
                 env, "ECOMMERCE_SCHEDULE_DEFAULT_STATUS", "stopped", ("running", "stopped")
             ),
         )
 
 
-def _whole(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
+def _whole(env: dict[str, str], name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
     value = env.get(name, str(default))
-    if not value.isdigit() or int(value) < minimum:
-        raise SettingError(f"{name}={value!r}: use a whole number of at least {minimum}")
+    if not value.isdigit() or int(value) < minimum or (maximum is not None and int(value) > maximum):
+        allowed = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+        raise SettingError(f"{name}={value!r}: use a whole number {allowed}")
     return int(value)
 
 
@@ -267,6 +271,7 @@ class PipelineConfig(dg.Config):
                 full_refresh=self.full_refresh,
                 analysis_date=RunOptions.parse_date(self.analysis_date),
                 serving_path=None if settings.duckdb_path == ":memory:" else serving_path(settings.duckdb_path),
+                max_row_drop=settings.max_row_drop_percent / 100,
             )
         except ValueError as e:
             raise dg.Failure(f"run config {e}") from None

@@ -37,6 +37,8 @@ class RunOptions:
     analysis_date: dt.date | None = None
     # Where the published tables are copied for readers after each publish (None: no copy).
     serving_path: Path | None = None
+    # The share of its rows a raw table or mart may lose against the last publish without a WARN.
+    max_row_drop: float = 0.5
 
     def __post_init__(self):
         if self.concurrency < 1:
@@ -90,6 +92,7 @@ class Run:
                 cur = self._local.cursor = self.con.cursor()
                 self.cursors.append(cur)
             cur.execute("set variable run_started_at = ?::timestamp", [self.started_at])
+            cur.execute("set variable max_row_drop = ?::double", [self.options.max_row_drop])
         if self._date_known:
             cur.execute("set variable analysis_date = ?::date", [self.analysis_date])
         return cur

@@ -113,7 +113,7 @@ class Translator:
             },
         )
 
-    def check_spec(self, model: Model, check: CheckDecl, keys: dict[str, dg.AssetKey]) -> dg.AssetCheckSpec:
+    def check_spec(self, model: RawTable | Model, check: CheckDecl, keys: dict[str, dg.AssetKey]) -> dg.AssetCheckSpec:
         return dg.AssetCheckSpec(
             check.name,
             asset=keys[model.name],
@@ -128,8 +128,7 @@ class Translator:
     ) -> tuple[list[dg.AssetSpec], list[dg.AssetCheckSpec]]:
         """Every node's asset spec and every check's spec; `catalog` gives the column schemas."""
         keys = {n.name: self.asset_key(n) for n in nodes}
-        models = [n for n in nodes if isinstance(n, Model)]
         assets = [
             self.raw_spec(n, catalog) if isinstance(n, RawTable) else self.model_spec(n, keys, catalog) for n in nodes
         ]
-        return assets, [self.check_spec(m, c, keys) for m in models for c in m.checks]
+        return assets, [self.check_spec(n, c, keys) for n in nodes for c in n.checks]

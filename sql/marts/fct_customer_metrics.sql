@@ -37,6 +37,12 @@ columns:
       - accepted_values: {values: ['Very Low', 'Low', 'Medium', 'High']}
   updated_at: {description: Timestamp of the run that built the row}
 checks:
+  - name: revenue_not_zero
+    description: Customers bring some completed-order revenue; none at all means the order or line export came empty or every order lost its completed status.
+    sql: |
+      select count(*) as customers, coalesce(sum(monetary_value), 0) as revenue
+      from marts.fct_customer_metrics
+      having count(*) > 0 and coalesce(sum(monetary_value), 0) = 0
   - name: assert_positive_clv
     description: Predicted CLV is never negative (the seed's singular test).
     sql: select * from marts.fct_customer_metrics where predicted_clv_12m < 0

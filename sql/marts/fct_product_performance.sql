@@ -13,6 +13,13 @@ columns:
     description: Star (top 20% revenue), Performer, Average, Underperformer (bottom 20% or no sales)
     checks:
       - accepted_values: {values: ['Star', 'Performer', 'Average', 'Underperformer']}
+checks:
+  - name: revenue_not_zero
+    description: Products bring some completed-order revenue; none at all means the order line export came empty.
+    sql: |
+      select count(*) as products, coalesce(sum(revenue), 0) as revenue
+      from marts.fct_product_performance
+      having count(*) > 0 and coalesce(sum(revenue), 0) = 0
 */
 with product_metrics as (
     select * from intermediate.int_product_metrics
