@@ -106,7 +106,7 @@ def test_failed_blocking_checks_publish_nothing_they_guard(blocked):
 def test_failing_rows_are_shown_with_the_query(clean_then_dirty):
     _, _, result = clean_then_dirty
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "rows_rejected")
-    assert "| raw_orders | unknown_customer_id | 1 | 1011 |" in evaluation.metadata["failing_sample"].value
+    assert "| raw_customers | duplicate_key | 2 | 5 |" in evaluation.metadata["failing_sample"].value
     assert "from staging.stg_rejected_rows" in evaluation.metadata["query"].value
     assert evaluation.description.startswith("16 failing row(s): No raw row is rejected")
 

@@ -31,6 +31,7 @@ checks:
       select source, reason, count(*) as rejected_rows, min(key) as first_key
       from @this_model
       group by source, reason
+      order by source, reason
 */
 -- Each rule is written once, here; the rules of a table are one `case`, so a row gets the
 -- first reason that applies. A reference to a rejected row is itself rejected, so dropping a
