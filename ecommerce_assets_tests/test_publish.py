@@ -12,8 +12,10 @@ import threading
 import time
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
+from dagster._core.instance.ref import InstanceRef  # a second process reads the same run storage
 
 from ecommerce_assets.generate import generate
 from ecommerce_assets.publish import BUILD_SUFFIX, DELTA_SUFFIX, PUBLISH_LOG, publishable, serving_path
@@ -51,9 +53,10 @@ def fingerprint(database: Path) -> dict[str, tuple]:
         return prints
 
 
-def cli_build(database: Path, data_dir: Path, output: Path) -> subprocess.Popen:
+def cli_build(database: Path, data_dir: Path, output: Path, extra_env: dict | None = None) -> subprocess.Popen:
     env = {**os.environ, "ECOMMERCE_DUCKDB_PATH": str(database), "ECOMMERCE_OUTPUT_DIR": str(output)}
     env.pop("DAGSTER_HOME", None)
+    env |= extra_env or {}
     return subprocess.Popen(
         [sys.executable, "-m", "ecommerce_assets.cli", "build", "--data-dir", str(data_dir)],
         env=env,
@@ -243,3 +246,28 @@ def test_the_allowed_drop_is_a_setting(tmp_path):
     ]
     with pytest.raises(ValueError, match=r"ECOMMERCE_MAX_ROW_DROP='150': use a whole number from 0 to 100"):
         make_warehouse(tmp_path, ECOMMERCE_MAX_ROW_DROP="150")
+
+
+def test_a_run_whose_process_died_is_marked_failed_by_the_next_run(two_datasets, tmp_path):
+    """Killed runs do not stay STARTED: the lock file names the run that holds the warehouse, and
+    the next run to take it marks that run failed in Dagster's run storage."""
+    root, _, _, _ = two_datasets
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    database = tmp_path / "warehouse.duckdb"
+    env = {"DAGSTER_HOME": str(home)}
+    started, publishing = threading.Event(), threading.Event()
+    killed = cli_build(database, root / "a", tmp_path / "out", env)
+    lines = watch(killed, started, publishing)
+    assert started.wait(120), "".join(lines)
+    time.sleep(0.5)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(30)
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    (dead,) = instance.get_runs()
+    assert dead.status == dg.DagsterRunStatus.STARTED  # nothing else could tell Dagster
+    following = cli_build(database, root / "a", tmp_path / "out", env)
+    output = following.communicate(timeout=300)[0]
+    assert following.returncode == 0, output
+    assert f"run {dead.run_id} died while it held the warehouse: marked failed" in output
+    assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
