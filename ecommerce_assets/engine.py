@@ -120,7 +120,6 @@ def execute(
         threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     held_back: set[str] = set()  # not built, or failed a blocking check: downstream must wait
     blocked: set[str] = set()  # failed a blocking check: not published
-    events: list[Built | Checked] = []  # yielded once the run has published
     not_built: set[str] = set()  # selected but skipped or failed: its checks would read a stale table
     failures: list[str] = []
     timings: dict[str, list] = {}  # table -> [rows, build s, checks s]: one log line at the end
@@ -159,7 +158,7 @@ def execute(
                     log.error(f"{node.name}: blocking check {checked.check.name} failed; downstream models are skipped")
                     held_back.add(node.name)
                     blocked.add(node.name)
-                events.append(checked)
+                yield checked
             return
         try:
             result: Built = future.result()
@@ -171,12 +170,12 @@ def execute(
             return
         timings.setdefault(node.table, [None, None, None])[:2] = [result.stats.rows, result.duration_s]
         existing.add(node.name)
-        events.append(result)
-        yield from ()
+        log.info(f"{node.name}: built, {result.stats.rows:,} rows in {result.duration_s:.2f} s (published at the end)")
+        yield result
 
     concurrency = run.options.concurrency
-    for _ in run_tasks(plan(project.nodes, selection.checks), concurrency, start, finish, stop):
-        pass
+    # Held until the publish: the materializations describe what was published.
+    events = list(run_tasks(plan(project.nodes, selection.checks), concurrency, start, finish, stop))
     if timings:
         log.info(f"timings, up to {concurrency} statement(s) at a time:\n" + timings_table(timings))
     if stop.is_set():
