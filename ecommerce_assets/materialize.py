@@ -19,8 +19,8 @@ from ecommerce_assets.run import Run
 PREVIEW_ROWS = {"analyses": 50}
 DEFAULT_PREVIEW_ROWS = 5
 
-# What the merge reports (its RETURNING merge_action) -> the materialization's metadata.
-MERGE_COUNTS = {"INSERT": "rows_inserted", "UPDATE": "rows_updated", "DELETE": "rows_deleted"}
+# What incremental_counts_sql counts, in its order -> the materialization's metadata.
+INCREMENTAL_COUNTS = ("rows_inserted", "rows_updated", "rows_deleted")
 
 _LINE = re.compile(r"\bLINE (\d+):")
 
@@ -95,7 +95,7 @@ def build_model(run: Run, cur: duckdb.DuckDBPyConnection, model: Model, exists: 
         _execute(cur, statement, model, sql)
         # Counted inside DuckDB: a daily run can rewrite every row (recency moves with the date).
         counts = cur.execute(incremental_counts_sql(model, pending.built)).fetchone()
-        metadata |= dict(zip(MERGE_COUNTS.values(), counts, strict=True))
+        metadata |= dict(zip(INCREMENTAL_COUNTS, counts, strict=True))
     else:
         statement = create_statement(model, pending.built, sql)
         _execute(cur, statement, model, sql)
