@@ -32,6 +32,7 @@ from pathlib import Path
 import duckdb
 
 from ecommerce_assets import raw as raw_loaders
+from ecommerce_assets.changes import KEY_TABLES
 from ecommerce_assets.checks import CheckDecl
 from ecommerce_assets.engine import Node, Project, Selection
 from ecommerce_assets.lineage import column_lineage
@@ -45,7 +46,7 @@ from ecommerce_assets.materialize import (
 from ecommerce_assets.model_header import ModelError, read_header
 from ecommerce_assets.models import Model
 from ecommerce_assets.planner import plan
-from ecommerce_assets.publish import create_publish_log
+from ecommerce_assets.publish import create_publish_log, delta_name
 from ecommerce_assets.raw import RawLoadError, RawTable, source_files
 
 # Any values do: binding needs only the variables' types, those a run sets (run.Run).
@@ -66,7 +67,7 @@ class Catalog:
 def model_lineage(models: Sequence[Model], catalog: Catalog) -> dict[str, dict[str, list[tuple[str, str]]]]:
     """Column lineage of every model (`lineage.column_lineage`) against the bound columns; an
     incremental model's own bookkeeping columns have none."""
-    incremental = {m.name for m in models if m.materialized == "incremental"}
+    incremental = {m.name for m in models if m.merges}
     schemas = {
         name: [c for c, _ in columns if name not in incremental or c not in INCREMENTAL_COLUMNS]
         for name, columns in catalog.columns.items()
@@ -155,6 +156,8 @@ def _bind(nodes: Sequence[Node], macros: Sequence[str]) -> Catalog:
         for schema in sorted({raw_loaders.SCHEMA, *(n.layer for n in nodes)}):
             con.execute(f"create schema if not exists {schema}")
         create_publish_log(con)  # the sudden-drop checks read it
+        for keys in KEY_TABLES:  # the run's key sets, which delete+insert models and their checks read
+            con.execute(f"create table {keys} (source varchar, key bigint)")
         for macro in macros:
             try:
                 con.execute(macro)
@@ -271,10 +274,17 @@ def _loads(raw: RawTable, data_dir: Path) -> str:
 def _model_statements(model: Model, output_dir: Path) -> list[str]:
     header = f"-- {model.name} ({model.path})"
     statements = [f"{header}\n{create_statement(model)};"]
-    if model.materialized == "incremental":
+    if model.merges:
         statements.append(
             f"{header}: once the table exists, without --full-refresh\n{incremental_statement(model, model.table)};"
         )
+    if model.maintained:
+        statements += [
+            f"{header}: once the table exists, without --full-refresh, the changed keys only\n"
+            f"create or replace table {delta_name(model.table)} as\n{model.incremental.sql};",
+            f"{header}: published with\ndelete from {model.table} where {model.incremental.where};\n"
+            f"insert into {model.table} select * from {delta_name(model.table)};",
+        ]
     if model.export:
         path = Path(output_dir) / "exports" / model.export.file
         statements.append(

@@ -8,6 +8,7 @@ or whose blocking check failed, so the tables from the previous run stay as they
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -16,20 +17,23 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from ecommerce_assets.changes import VERIFY_KEYS
 from ecommerce_assets.checks import CheckDecl, CheckOutcome, evaluate, screen
 from ecommerce_assets.materialize import TableStats, build_model, build_raw, located, table_stats
 from ecommerce_assets.models import Model, ModelError
 from ecommerce_assets.planner import Task, plan, run_tasks
-from ecommerce_assets.publish import clean_up, create_publish_log, publish, publishable, write_serving_copy
+from ecommerce_assets.publish import clean_up, create_publish_log, delta_name, publish, publishable
 from ecommerce_assets.pump import Log
 from ecommerce_assets.raw import RawLoadError, RawTable, create_load_log
 from ecommerce_assets.run import Run
+from ecommerce_assets.serving import write_serving_copy
 
 Node = RawTable | Model
 
-# Not in the readers' copy: the raw exports (readers have the files) and staging's views of them
-# (copying them would copy every raw row on each run).
-SERVING_SKIPS = ("raw", "staging")
+# Not in the readers' copy: the raw exports (readers have the files), staging's views of them
+# (copying them would copy every raw row on each run), and the intermediate building blocks, which
+# a daily run rewrites in part and readers have no use for (marts, ml and analyses are theirs).
+SERVING_SKIPS = ("raw", "staging", "intermediate")
 
 # Hand-written work that follows a model's SQL (the analyses' charts): returns extra metadata. It
 # may carry a `warm_up` attribute: a function started on a spare thread when a run that selects
@@ -114,6 +118,9 @@ def execute(
     RunFailed at the end when a selected node failed.
     """
     run.log = log
+    run.versions = fingerprints(project.nodes)
+    run.maintained = tuple(n.table for n in project.nodes if getattr(n, "maintained", False))
+    run.schemas = {n.name: n.layer for n in project.nodes}
     prepare(run, project)
     after_build = project.after_build
     for warm_up in {getattr(after_build.get(n), "warm_up", None) for n in selection.assets} - {None}:
@@ -121,6 +128,8 @@ def execute(
     held_back: set[str] = set()  # not built, or failed a blocking check: downstream must wait
     blocked: set[str] = set()  # failed a blocking check: not published
     not_built: set[str] = set()  # selected but skipped or failed: its checks would read a stale table
+    rebuilt: set[str] = set()  # built with new content this run (not an unchanged load or kept model)
+    kept: set[str] = set()  # unchanged since its last publish: not rebuilt, its checks not rerun
     failures: list[str] = []
     timings: dict[str, list] = {}  # table -> [rows, build s, checks s]: one log line at the end
     existing = {r[0] for r in run.con.execute("select table_name from information_schema.tables").fetchall()}
@@ -128,7 +137,7 @@ def execute(
     def start(task: Task) -> Callable[[], object] | None:
         node = task.node
         if task.kind == "check":
-            if node.name in not_built:
+            if node.name in not_built or node.name in kept:
                 return None
             runnable = []
             for check in task.checks:
@@ -146,6 +155,9 @@ def execute(
             held_back.add(node.name)
             not_built.add(node.name)
             return None
+        since = unchanged_since(run, node, rebuilt, exists=node.name in existing)
+        if since:
+            return lambda: keep(run, node, since)
         return lambda: build(run, node, after_build.get(node.name), exists=node.name in existing)
 
     def finish(task: Task, future: Future) -> Iterator[Built | Checked]:
@@ -170,7 +182,17 @@ def execute(
             return
         timings.setdefault(node.table, [None, None, None])[:2] = [result.stats.rows, result.duration_s]
         existing.add(node.name)
-        log.info(f"{node.name}: built, {result.stats.rows:,} rows in {result.duration_s:.2f} s (published at the end)")
+        if "unchanged_since" in result.metadata:
+            kept.add(node.name)
+            log.info(
+                f"{node.name}: unchanged since run {result.metadata['unchanged_since']} (same code, inputs and"
+                " dates): kept as published, its checks' last results stand"
+            )
+        elif result.metadata.get("load") == "unchanged":
+            log.info(f"{node.name}: no new or changed file, {result.stats.rows:,} rows as published")
+        else:
+            rebuilt.add(node.name)
+            log.info(f"{node.name}: built, {result.stats.rows:,} rows in {result.duration_s:.2f} s (published at the end)")
         yield result
 
     concurrency = run.options.concurrency
@@ -190,6 +212,17 @@ def execute(
         raise RunFailed(failures)
 
 
+def fingerprints(nodes: Sequence[Node]) -> dict[str, str]:
+    """Per node (in dependency order): a hash of its code and of its upstream nodes' fingerprints.
+    A delete+insert model is maintained only while its fingerprint is the one it was published
+    with: any change to its code or upstream of it rebuilds it from scratch."""
+    versions: dict[str, str] = {}
+    for node in nodes:
+        upstream = "".join(versions.get(d, "") for d in sorted(getattr(node, "deps", ())))
+        versions[node.name] = hashlib.sha256(f"{node.code_version}{upstream}".encode()).hexdigest()[:16]
+    return versions
+
+
 def publish_run(run: Run, project: Project, built: list[Built], blocked: set[str]) -> set[str]:
     """Publishes what may be (see publish.publishable) in one transaction; returns the node names."""
     staged = set(run.publication.relations)
@@ -203,12 +236,26 @@ def publish_run(run: Run, project: Project, built: list[Built], blocked: set[str
     started = time.perf_counter()
     publish(run.cursor(), run.publication, order, run.run_id, {b.node.name: b.stats.rows for b in built})
     run.log.info(f"published {len(order)} relation(s) in one transaction in {time.perf_counter() - started:.2f} s")
-    clean_up(run.con, run.output_dir)  # what was built and not published
-    if order and run.options.serving_path:
-        started = time.perf_counter()
-        copied = write_serving_copy(run.con, run.options.serving_path, SERVING_SKIPS)
-        seconds = time.perf_counter() - started
-        run.log.info(f"readers' copy {run.options.serving_path}: {copied} relation(s) in {seconds:.2f} s")
+    try:
+        if order and run.options.serving_path:
+            started = time.perf_counter()
+            upserts = {
+                p.table: (p.where, delta_name(p.table))
+                for name in order
+                if (p := run.publication.relations[name]).kind == "upsert"
+            }
+            copy = write_serving_copy(run.con, run.options.serving_path, SERVING_SKIPS, upserts)
+            seconds = time.perf_counter() - started
+            run.log.info(
+                f"readers' copy {run.options.serving_path} in {seconds:.2f} s: {len(copy.copied)} relation(s) copied, "
+                + (
+                    "a new copy"
+                    if copy.fresh
+                    else f"{len(copy.updated)} updated by the run's changes, {len(copy.kept)} kept as they were"
+                )
+            )
+    finally:
+        clean_up(run.con, run.output_dir)  # what was built and not published, and the run's deltas
     return {b.node.name for b in built if b.node.name in names or b.node.name not in staged}
 
 
@@ -232,6 +279,28 @@ def _timed(work: Callable, *args) -> tuple[object, float]:
     return work(*args), round(time.perf_counter() - started, 3)
 
 
+def unchanged_since(run: Run, node: Node, rebuilt: set[str], exists: bool) -> str | None:
+    """The run whose published table `node` still is (see Run.unchanged_since), or None to build it.
+    Raw loads decide for themselves (files already loaded are not read again)."""
+    if isinstance(node, RawTable) or not exists or run.options.full_refresh:
+        return None
+    upstream = [*node.deps, *(t for ts in node.check_deps.values() for t in ts)]
+    if any(name in rebuilt for name in upstream):
+        return None
+    cur = run.cursor()
+    if node.uses_analysis_date:
+        run.ensure_analysis_date(cur)
+    tables = {n: f"{schema}.{n}" for n, schema in run.schemas.items()}
+    return run.unchanged_since(cur, node, [tables[n] for n in upstream if n in tables])
+
+
+def keep(run: Run, node: Model, since: str) -> Built:
+    """On a worker thread: what the catalog shows of a published table the run leaves as it is."""
+    started = time.perf_counter()
+    stats = table_stats(run.cursor(), node.table, node.layer)
+    return Built(node, {"unchanged_since": since}, stats, round(time.perf_counter() - started, 3))
+
+
 def build(run: Run, node: Node, after: AfterBuild | None, exists: bool) -> Built:
     """On a worker thread: the node's table, then what the catalog shows of it."""
     started = time.perf_counter()
@@ -250,6 +319,8 @@ def run_checks(run: Run, model: Model, checks: list[CheckDecl]) -> list[Checked]
     """On a worker thread: one statement counts every check's failures, then the failing rows of
     those that fail."""
     cur = run.cursor()
+    if any(c.kind == "equals_full_rebuild" for c in checks):
+        run.ensure_keys(cur, VERIFY_KEYS)
     try:
         count_sql = {name: run.retarget(sql) for name, sql in model.check_count_sql.items()}
         screened = screen(cur, run.relation(model.table), checks, count_sql)

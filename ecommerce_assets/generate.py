@@ -1,6 +1,6 @@
 """Generate synthetic raw e-commerce files shaped like the bundled data/ CSVs.
 
-    python -m ecommerce_assets.generate --customers 1000000 --out /tmp/data
+    python -m ecommerce_assets.generate --customers 1000000 --out /tmp/data [--days 7]
 
 Rows are produced set-wise inside DuckDB (range() + unnest), never row by row
 in Python. Randomness comes from hash(key, seed, salt) rather than random():
@@ -9,10 +9,16 @@ so a seed always yields byte-identical files.
 
 IDs follow the bundled data: customers from 1, products from 101, orders
 from 1001 (numbered in date order, like a real order sequence), items from 1.
+
+With --days K the same rows are cut into daily exports, in the folder layout the
+loader appends from (raw_files.source_files): raw_x/raw_x_0000_base.<fmt> holds
+what came before the last K order dates, and each raw_x/raw_x_<YYYY-MM-DD>.<fmt>
+that day's orders, their lines, and the customers created since the file before.
 """
 
 import argparse
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -173,8 +179,17 @@ def _sql(seed: int, customers: int, products: int) -> str:
     """
 
 
-def _copy_sql(dirty: float, products: int) -> dict[str, str]:
-    """SELECTs for each file; a row gets a given kind of dirt when rnd(...) < dirty."""
+def _span(column: str, after: date | None, upto: date | None) -> str:
+    """`column` in (after, upto]; None leaves that end open."""
+    bounds = [f"{column} > DATE '{after}'" if after else "", f"{column} <= DATE '{upto}'" if upto else ""]
+    return " AND ".join(b for b in bounds if b) or "TRUE"
+
+
+def _copy_sql(dirty: float, products: int, after: date | None = None, upto: date | None = None) -> dict[str, str]:
+    """SELECTs for each file; a row gets a given kind of dirt when rnd(...) < dirty. Customers,
+    orders and order lines are limited to the customers created and the orders placed in
+    (after, upto]: a line goes with its order. Dirt is keyed on ids, so a row is the same
+    whichever file it lands in."""
     d = dirty
     return {
         "raw_customers": f"""
@@ -196,7 +211,7 @@ def _copy_sql(dirty: float, products: int) -> dict[str, str]:
                    CASE WHEN rnd(customer_id, 0, 'dirty_country') < {d} THEN lower(country)
                         ELSE country END AS country,
                    created_at
-            FROM customers ORDER BY customer_id""",
+            FROM customers WHERE {_span("created_at", after, upto)} ORDER BY customer_id""",
         "raw_orders": f"""
             SELECT order_id, customer_id, order_date,
                    CASE WHEN rnd(order_id, 0, 'dirty_status') >= {d} THEN status
@@ -207,7 +222,7 @@ def _copy_sql(dirty: float, products: int) -> dict[str, str]:
                              END
                    END AS status,
                    shipping_cost
-            FROM orders ORDER BY order_id""",
+            FROM orders WHERE {_span("order_date", after, upto)} ORDER BY order_id""",
         "raw_order_items": f"""
             SELECT first_item_id + line AS order_item_id, order_id, i.product_id,
                    CASE WHEN rnd(order_id, line, 'dirty_qty') < {d} THEN 0
@@ -220,32 +235,77 @@ def _copy_sql(dirty: float, products: int) -> dict[str, str]:
                          -- squared uniform: a few best-sellers, a long tail
                          101 + floor({products} * pow(rnd(order_id, line, 'product'), 2))::INT AS product_id,
                          rnd(order_id, line, 'qty') AS q
-                  FROM (SELECT order_id, first_item_id, unnest(range(n_items)) AS line FROM orders)) i
+                  FROM (SELECT order_id, first_item_id, unnest(range(n_items)) AS line FROM orders
+                        WHERE {_span("order_date", after, upto)})) i
             JOIN products p ON p.product_id = i.product_id
             ORDER BY order_item_id""",
         "raw_products": "SELECT product_id, product_name, category, cost_price, list_price FROM products ORDER BY product_id",
     }
 
 
+def _batches(con: duckdb.DuckDBPyConnection, days: int) -> list[tuple[str, date | None, date | None]]:
+    """(file name suffix, after, upto) of the base file and of each of the last `days` order dates.
+
+    A day's file takes what happened after the previous file's day, up to its own: the orders of
+    that day exactly (there are none in between), and any customer created on a day without orders
+    as well, so a customer is never loaded after their orders. The last file also takes customers
+    created after the last order, who would otherwise be in no file."""
+    last = [
+        d for (d,) in con.execute(f"SELECT DISTINCT order_date FROM orders ORDER BY 1 DESC LIMIT {days}").fetchall()
+    ]
+    cuts = sorted(last)
+    if not cuts:
+        return [("0000_base", None, None)]
+    bounds = [cuts[0] - timedelta(days=1), *cuts]
+    return [("0000_base", None, bounds[0])] + [
+        (day.isoformat(), bounds[i], bounds[i + 1] if i + 1 < len(cuts) else None) for i, day in enumerate(cuts)
+    ]
+
+
+def _clear_earlier_output(out: Path) -> None:
+    """Remove what an earlier run wrote here in another layout or format: the loader refuses a
+    raw_x.csv next to a raw_x/ folder or a raw_x.parquet, and would load stale day files."""
+    for stem in FILES:
+        for fmt in ("csv", "parquet"):
+            (out / f"{stem}.{fmt}").unlink(missing_ok=True)
+            for path in (out / stem).glob(f"{stem}_*.{fmt}"):
+                path.unlink()
+        if (out / stem).is_dir() and not any((out / stem).iterdir()):
+            (out / stem).rmdir()
+
+
 def generate(
-    out_dir, customers: int, *, seed: int = 42, fmt: str = "csv", dirty: float = 0.0, products: int | None = None
+    out_dir,
+    customers: int,
+    *,
+    seed: int = 42,
+    fmt: str = "csv",
+    dirty: float = 0.0,
+    products: int | None = None,
+    days: int = 0,
 ) -> dict[str, int]:
-    """Write the four raw files into out_dir; return {file stem: row count}."""
+    """Write the four raw files into out_dir; return {file stem: row count}.
+
+    With days > 0, customers, orders and order lines are folders raw_x/ of daily files instead
+    (see the module's docstring); the counts are their totals, the same as without `days`."""
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', not {fmt!r}")
     if not 0.0 <= dirty <= 1.0:
         raise ValueError(f"dirty must be between 0 and 1, not {dirty}")
     if customers < 0:
         raise ValueError("customers must be >= 0")
+    if days < 0:
+        raise ValueError("days must be >= 0")
     if products is None:
         products = max(50, min(5000, customers // 200))
     # Values are spliced into SQL text (macros can't take bound parameters), so force the types.
-    seed, customers, products, dirty = int(seed), int(customers), int(products), float(dirty)
+    seed, customers, products, dirty, days = int(seed), int(customers), int(products), float(dirty), int(days)
     if products < 1:
         raise ValueError("products must be >= 1")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _clear_earlier_output(out)
     options = "FORMAT csv, HEADER" if fmt == "csv" else "FORMAT parquet"
 
     # No progress bar: the CLI promises a single summary line.
@@ -253,13 +313,23 @@ def generate(
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute(_sql(seed, customers, products))
-        counts = {}
-        for name, query in _copy_sql(dirty, products).items():
-            path = str(out / f"{name}.{fmt}").replace("'", "''")
-            counts[name] = con.execute(f"COPY ({query}) TO '{path}' ({options})").fetchone()[0]
+        counts = dict.fromkeys(FILES, 0)
+        targets = [(name, out / f"{name}.{fmt}", None, None) for name in FILES]
+        if days:
+            batches = _batches(con, days)
+            targets = [
+                (name, out / name / f"{name}_{suffix}.{fmt}", after, upto)
+                for name in FILES[:3]
+                for suffix, after, upto in batches
+            ] + [targets[3]]
+        for name, path, after, upto in targets:
+            path.parent.mkdir(exist_ok=True)
+            query = _copy_sql(dirty, products, after, upto)[name]
+            quoted = str(path).replace("'", "''")
+            counts[name] += con.execute(f"COPY ({query}) TO '{quoted}' ({options})").fetchone()[0]
     finally:
         con.close()
-    return {name: counts[name] for name in FILES}
+    return counts
 
 
 def main(argv=None) -> None:
@@ -270,15 +340,25 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--dirty", type=float, default=0.0, help="fraction of rows to make dirty, 0..1")
     parser.add_argument("--products", type=int, default=None, help="catalogue size (default scales with customers)")
+    parser.add_argument(
+        "--days", type=int, default=0, help="write the last DAYS order dates as daily files in raw_x/ folders"
+    )
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
     counts = generate(
-        args.out, args.customers, seed=args.seed, fmt=args.format, dirty=args.dirty, products=args.products
+        args.out,
+        args.customers,
+        seed=args.seed,
+        fmt=args.format,
+        dirty=args.dirty,
+        products=args.products,
+        days=args.days,
     )
     seconds = time.perf_counter() - start
     summary = ", ".join(f"{name}={n:,}" for name, n in counts.items())
-    print(f"wrote {summary} to {args.out} as {args.format} in {seconds:.1f}s")
+    daily = f" (the last {args.days} days as daily files)" if args.days else ""
+    print(f"wrote {summary} to {args.out} as {args.format}{daily} in {seconds:.1f}s")
 
 
 if __name__ == "__main__":

@@ -4,14 +4,15 @@ export file, and what the catalog shows of the result. Plain DuckDB, no Dagster.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 import duckdb
 
+from ecommerce_assets.changes import CHANGED_KEYS
 from ecommerce_assets.models import EXPORT_FORMATS, Model, ModelError
-from ecommerce_assets.publish import Pending, build_name
+from ecommerce_assets.publish import Pending, build_name, delta_name
 from ecommerce_assets.raw import RawTable, load
 from ecommerce_assets.run import Run
 
@@ -41,7 +42,7 @@ def create_statement(model: Model, target: str | None = None, sql: str | None = 
     """Build `target` (default: the model's table) from scratch, from `sql` (default: the model's);
     for an incremental model its first run or a full refresh."""
     sql = model.sql if sql is None else sql
-    body = _with_hash(model, sql) if model.materialized == "incremental" else sql
+    body = _with_hash(model, sql) if model.merges else sql
     kind = "table" if model.materialized == "incremental" else model.materialized
     return f"create or replace {kind} {target or model.table} as\n{body}"
 
@@ -88,9 +89,14 @@ def build_model(run: Run, cur: duckdb.DuckDBPyConnection, model: Model, exists: 
     metadata: dict[str, object] = {}
     if model.uses_analysis_date:
         metadata["analysis_date"] = str(run.ensure_analysis_date(cur))
-    pending = Pending(model.table, "view" if model.materialized == "view" else "table", model.sql)
+    version, inputs = run.versions.get(model.name, ""), run.model_inputs(model)
+    kind = "view" if model.materialized == "view" else "table"
+    pending = Pending(model.table, kind, model.sql, version=version, inputs=inputs)
     sql = run.retarget(model.sql)
-    if model.materialized == "incremental" and exists and not run.options.full_refresh:
+    if model.maintained and exists and not run.options.full_refresh and run.in_sync(cur, model.table, version):
+        pending, statement = maintain(run, cur, model, replace(pending, kind="upsert", where=model.incremental.where))
+        metadata |= {"strategy": "delete+insert"} | upsert_counts(cur, pending)
+    elif model.merges and exists and not run.options.full_refresh:
         statement = incremental_statement(model, pending.built, sql)
         _execute(cur, statement, model, sql)
         # Counted inside DuckDB: a daily run can rewrite every row (recency moves with the date).
@@ -106,13 +112,37 @@ def build_model(run: Run, cur: duckdb.DuckDBPyConnection, model: Model, exists: 
     return metadata
 
 
+def maintain(run: Run, cur: duckdb.DuckDBPyConnection, model: Model, pending: Pending) -> tuple[Pending, str]:
+    """A delete+insert model's rows for the keys the run's changes reach, in `<table>__delta`, and
+    the published table as it will be after the publish, as the view `<table>__build`."""
+    run.ensure_keys(cur, CHANGED_KEYS)
+    sql = run.retarget(model.incremental.sql)
+    statement = f"create or replace table {delta_name(model.table)} as\n{sql}"
+    _execute(cur, statement, model, sql)
+    cur.execute(
+        f"create or replace view {pending.built} as\n"
+        f"select * from {model.table} where not ({pending.where})\n"
+        f"union all select * from {delta_name(model.table)}"
+    )
+    return pending, statement
+
+
+def upsert_counts(cur: duckdb.DuckDBPyConnection, pending: Pending) -> dict[str, int]:
+    """Published rows the run replaces, and the rows it writes in their place."""
+    replaced, written = cur.execute(
+        f"select (select count(*) from {pending.table} where {pending.where}),"
+        f" (select count(*) from {delta_name(pending.table)})"
+    ).fetchone()
+    return {"rows_replaced": replaced, "rows_written": written}
+
+
 def build_raw(run: Run, cur: duckdb.DuckDBPyConnection, raw: RawTable) -> dict:
     loaded = load(cur, raw, run.options.data_dir, run.options.full_refresh)
     if loaded.pending:
         run.publication.load_log_rows += loaded.load_log_rows
         if loaded.mode == "replaced":
             run.publication.load_log_cleared.add(raw.name)
-        run.built(raw.name, loaded.pending)
+        run.built(raw.name, replace(loaded.pending, version=run.versions.get(raw.name, "")))
     return {"load": loaded.mode, "files_read": [str(p) for p in loaded.files]}
 
 

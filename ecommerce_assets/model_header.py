@@ -81,6 +81,11 @@ class Header(Strict):
     checks: list[SqlCheck] = Field(default_factory=list)
     materialized: Literal["view", "table", "incremental"] | None = None
     unique_key: str | None = None
+    # merge: every row recomputed, a row's updated_at kept while its content is the same.
+    # delete+insert: only the keys the run's raw changes reach (see changes.py).
+    incremental_strategy: Literal["merge", "delete+insert"] | None = None
+    # delete+insert: the published rows a run replaces; default `@changed(<unique_key>)`.
+    replace_where: str | None = None
     export: ExportSpec | None = None
     # Normalized to Dagster's form (`team:<name>` or an email); default: the layer's owner.
     owner: str | None = None

@@ -21,7 +21,8 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
-from ecommerce_assets.checks import CheckDecl, column_check, row_count_drop_check, sql_check
+from ecommerce_assets import changes
+from ecommerce_assets.checks import CheckDecl, column_check, equals_full_rebuild_check, row_count_drop_check, sql_check
 from ecommerce_assets.model_header import EXPORT_FORMATS, ModelError, dagster_owner, read_header
 from ecommerce_assets.paths import SQL_DIR
 from ecommerce_assets.publish import VOLUME_CHECKED_LAYERS
@@ -83,6 +84,26 @@ class Export:
     order_by: str | None = None
 
 
+# Columns that say when a run built a row, not what the row is: a maintained row keeps the run
+# that last rewrote it, so the comparison with a full rebuild leaves them out.
+RUN_TIME_COLUMNS = ("run_started_at", "updated_at")
+
+
+@dataclass(frozen=True)
+class Incremental:
+    """How an incremental model's next table is made from the published one.
+
+    `merge`: the whole query, a row's `updated_at` kept while its hash is the same. `delete+insert`:
+    `sql` (the query cut to the run's changed keys) replaces the rows `where` selects; `verify_sql`
+    and `verify_where` are the same over the keys the `equals_full_rebuild` check compares."""
+
+    strategy: str
+    sql: str = ""
+    where: str = ""
+    verify_sql: str = ""
+    verify_where: str = ""
+
+
 @dataclass(frozen=True)
 class Model:
     name: str
@@ -100,10 +121,14 @@ class Model:
     # `team:<name>` or an email: the header's `owner:`, else the layer's (OWNER_BY_LAYER).
     owner: str
     unique_key: str | None = None
+    incremental: Incremental | None = None
     export: Export | None = None
     table_refs: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     # getvariable('analysis_date') is read by the model's SQL or by one of its checks.
     uses_analysis_date: bool = False
+    # getvariable('run_started_at') is read by the model's SQL or one of its checks: the run's day
+    # is one of its inputs (a row dated after it is rejected as in the future).
+    uses_run_date: bool = False
     deps: tuple[str, ...] = ()
     # Filled by resolve_deps: check name -> failing-rows query, and the other tables it reads.
     check_sql: dict[str, str] = field(default_factory=dict, compare=False)
@@ -119,6 +144,16 @@ class Model:
     def table(self) -> str:
         return f"{self.layer}.{self.name}"
 
+    @property
+    def merges(self) -> bool:
+        """Incremental by merge: every row recomputed, with `row_hash` and `updated_at` added."""
+        return self.incremental is not None and self.incremental.strategy == "merge"
+
+    @property
+    def maintained(self) -> bool:
+        """Incremental by delete+insert: only the keys the run's raw changes reach are rebuilt."""
+        return self.incremental is not None and self.incremental.strategy == "delete+insert"
+
     @cached_property
     def code_version(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
@@ -131,28 +166,37 @@ def parse_model(path: Path, layer: str) -> Model:
     parsed, body_start = read_header(text, where)
     header, error = parsed.header, parsed.error
     sql_line = text.count("\n", 0, body_start) + 1
-    body = text[body_start:].rstrip(" \t\r\n;")
-    if not body.strip():
+    template = text[body_start:].rstrip(" \t\r\n;")
+    if not template.strip():
         raise ModelError(f"{where}:{sql_line}: no SQL after the header")
+    try:
+        body = changes.expand(template, None)  # the full build: every `@changed(...)` is true
+    except changes.ChangedMacroError as e:
+        raise ModelError(f"{where}:{sql_line}: {e}") from None
     tree = parse_sql(body, where, sql_line)
 
     materialized = header.materialized or default_materialized(layer)
-    if materialized == "incremental" and header.unique_key is None:
-        raise error(("materialized",), "an incremental model needs a unique_key")
-    if materialized != "incremental" and header.unique_key is not None:
-        raise error(("unique_key",), f"only an incremental model takes a unique_key (this one is a {materialized})")
-
     name, table = path.stem, f"{layer}.{path.stem}"
+    incremental = _incremental(header, materialized, template, error, where)
     checks: list[tuple[tuple, CheckDecl]] = []
     for column, spec in header.columns.items():
         for i, entry in enumerate(spec.checks):
             checks.append((("columns", column, "checks", i), column_check(table, column, entry)))
-    uses_analysis_date = _reads_analysis_date(tree)
+    uses_analysis_date = _reads_variable(tree, "analysis_date")
+    uses_run_date = _reads_variable(tree, "run_started_at")
     for i, spec in enumerate(header.checks):
         first_line = parsed.text_line(("checks", i, "sql"), spec.sql)
         sql = THIS_MODEL.sub(table, spec.sql).strip().rstrip(" \t\r\n;")
-        uses_analysis_date |= _reads_analysis_date(parse_sql(sql, where, first_line))
+        check_tree = parse_sql(sql, where, first_line)
+        uses_analysis_date |= _reads_variable(check_tree, "analysis_date")
+        uses_run_date |= _reads_variable(check_tree, "run_started_at")
         checks.append((("checks", i), sql_check(table, spec, sql, first_line)))
+    if incremental and incremental.strategy == "delete+insert":
+        excluded = [c for c in header.columns if c in RUN_TIME_COLUMNS]
+        check = equals_full_rebuild_check(
+            table, header.unique_key, incremental.verify_sql, incremental.verify_where, excluded
+        )
+        checks.append((("incremental_strategy",), check))
     seen: set[str] = set()
     for loc, check in checks:
         if check.name in seen:
@@ -167,6 +211,7 @@ def parse_model(path: Path, layer: str) -> Model:
         sql_line=sql_line,
         materialized=materialized,
         unique_key=header.unique_key,
+        incremental=incremental,
         export=Export(**header.export.model_dump()) if header.export else None,
         description=(header.description or f"{layer} model {name}").strip(),
         tags=tuple(dict.fromkeys([layer, *header.tags])),
@@ -175,7 +220,34 @@ def parse_model(path: Path, layer: str) -> Model:
         owner=header.owner or default_owner(layer),
         table_refs=_table_refs(tree),
         uses_analysis_date=uses_analysis_date,
+        uses_run_date=uses_run_date,
     )
+
+
+def _incremental(header, materialized: str, template: str, error, where: str) -> Incremental | None:
+    """The header's incremental settings, validated; the SQL variants of a delete+insert model."""
+    if materialized == "incremental" and header.unique_key is None:
+        raise error(("materialized",), "an incremental model needs a unique_key")
+    for key in ("unique_key", "incremental_strategy", "replace_where"):
+        if materialized != "incremental" and getattr(header, key) is not None:
+            raise error((key,), f"only an incremental model takes a {key} (this one is a {materialized})")
+    if materialized != "incremental":
+        if changes.uses_changed(template):
+            raise ModelError(f"{where}: @changed(...) is for a model with incremental_strategy: delete+insert")
+        return None
+    strategy = header.incremental_strategy or "merge"
+    if strategy == "merge":
+        if header.replace_where is not None or changes.uses_changed(template):
+            raise error(("replace_where",), "replace_where and @changed(...) need incremental_strategy: delete+insert")
+        return Incremental("merge")
+    replace_where = header.replace_where or f"@changed({header.unique_key})"
+    if not changes.uses_changed(template):
+        raise error(("incremental_strategy",), "a delete+insert model filters its inputs with @changed(<key>)")
+    try:
+        variants = [changes.expand(sql, keys) for keys in changes.KEY_TABLES for sql in (template, replace_where)]
+    except changes.ChangedMacroError as e:
+        raise error(("replace_where",), str(e)) from None
+    return Incremental(strategy, *variants)
 
 
 def parse_sql(sql: str, where: str, line: int | None = None) -> exp.Expression:
@@ -203,18 +275,23 @@ def parse_sql(sql: str, where: str, line: int | None = None) -> exp.Expression:
 
 
 def _table_refs(tree: exp.Expression) -> frozenset[tuple[str, str]]:
+    """What the query reads, but its CTEs and the run's key sets (changes.KEY_TABLES)."""
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
-    return frozenset((t.db, t.name) for t in tree.find_all(exp.Table) if t.name and not (not t.db and t.name in ctes))
+    return frozenset(
+        (t.db, t.name)
+        for t in tree.find_all(exp.Table)
+        if t.name and not (not t.db and t.name in ctes) and f"{t.db}.{t.name}" not in changes.KEY_TABLES
+    )
 
 
-def _reads_analysis_date(tree: exp.Expression) -> bool:
-    """getvariable('analysis_date'), the function's name in any case."""
+def _reads_variable(tree: exp.Expression, variable: str) -> bool:
+    """getvariable('<variable>'), the function's name in any case."""
     return any(
         f.name.lower() == "getvariable"
         and len(f.expressions) == 1
         and isinstance(f.expressions[0], exp.Literal)
         and f.expressions[0].is_string
-        and f.expressions[0].this == "analysis_date"
+        and f.expressions[0].this == variable
         for f in tree.find_all(exp.Anonymous)
     )
 

@@ -37,12 +37,18 @@ def delta_name(table: str) -> str:
 class Pending:
     """One relation built by the run and not yet published.
 
-    kind: 'table' (renamed into place), 'view' (recreated from `view_sql`), or 'append' (the rows
-    of the delta table are inserted into the published table; the build name is a view of both)."""
+    kind: 'table' (renamed into place), 'view' (recreated from `view_sql`), 'append' (the rows
+    of the delta table are inserted into the published table; the build name is a view of both),
+    or 'upsert' (the published rows `where` selects are replaced by the delta's; the build name is
+    a view of the result). `version`: the code the relation was built with (see the publish log).
+    """
 
     table: str
     kind: str
     view_sql: str = ""
+    where: str = ""
+    version: str = ""
+    inputs: str = ""  # the run's variables the relation was built from, e.g. its analysis date
 
     @property
     def built(self) -> str:
@@ -150,10 +156,16 @@ def publish(
         if log_rows:
             con.executemany(f"insert into {LOAD_LOG} values (?, ?, ?, ?, getvariable('run_started_at'))", log_rows)
         publish_rows = [
-            [run_id, publication.relations[n].table, rows.get(n)] for n in names if n in publication.relations
+            [run_id, p.table, rows.get(n), p.version, p.inputs]
+            for n in names
+            if (p := publication.relations.get(n)) is not None
         ]
         if publish_rows:
-            con.executemany(f"insert into {PUBLISH_LOG} values (?, ?, ?, getvariable('run_started_at'))", publish_rows)
+            con.executemany(
+                f"insert into {PUBLISH_LOG} (run_id, table_name, row_count, published_at, code_version, inputs)"
+                " values (?, ?, ?, getvariable('run_started_at'), ?, ?)",
+                publish_rows,
+            )
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -177,6 +189,10 @@ def publish_statements(pending: Pending, existing: str | None) -> list[str]:
     if pending.kind == "append":
         delta = delta_name(table)
         return [f"insert into {table} select * from {delta}", f"drop view {built}", f"drop table {delta}"]
+    if pending.kind == "upsert":
+        # The delta stays until the run's clean_up: the readers' copy applies it too.
+        delta = delta_name(table)
+        return [f"delete from {table} where {pending.where}", f"insert into {table} select * from {delta}", f"drop view {built}"]
     raise ValueError(f"{table}: unknown publish kind {pending.kind!r}")
 
 
@@ -185,6 +201,9 @@ def create_publish_log(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"create table if not exists {PUBLISH_LOG} (run_id varchar, table_name varchar, row_count bigint, published_at timestamp)"
     )
+    # Added after the first release: a warehouse made before them gets the columns here.
+    con.execute(f"alter table {PUBLISH_LOG} add column if not exists code_version varchar")
+    con.execute(f"alter table {PUBLISH_LOG} add column if not exists inputs varchar")
     con.execute(
         "create or replace macro published_row_count(t) as (select row_count from "
         f"{PUBLISH_LOG} where table_name = t order by published_at desc limit 1)"
@@ -195,33 +214,3 @@ def serving_path(database: str) -> Path:
     """The read-only copy readers open: `warehouse/dev.duckdb` -> `warehouse/dev.serving.duckdb`."""
     path = Path(database)
     return path.with_name(f"{path.stem}.serving{path.suffix or '.duckdb'}")
-
-
-def write_serving_copy(con: duckdb.DuckDBPyConnection, path: Path, skip_schemas: Sequence[str]) -> int:
-    """The published tables and views (views as tables) of every schema but `skip_schemas`, as a new
-    DuckDB file that replaces `path` by a rename: a reader that has the old file open keeps reading
-    it, unchanged, for as long as it likes; the next connection opens the new one. Returns the
-    number of relations copied."""
-    staged = staged_path(path)
-    staged.unlink(missing_ok=True)
-    Path(f"{staged}.wal").unlink(missing_ok=True)
-    relations = con.execute(
-        """
-        select schema_name, table_name from duckdb_tables() where database_name = current_database()
-        union all
-        select schema_name, view_name from duckdb_views() where not internal and database_name = current_database()
-        order by all
-        """
-    ).fetchall()
-    relations = [(s, n) for s, n in relations if s not in skip_schemas and not n.endswith((BUILD_SUFFIX, DELTA_SUFFIX))]
-    quoted = str(staged).replace("'", "''")
-    con.execute(f"attach '{quoted}' as serving_copy")
-    try:
-        for schema in sorted({s for s, _ in relations}):
-            con.execute(f"create schema serving_copy.{schema}")
-        for schema, name in relations:
-            con.execute(f"create table serving_copy.{schema}.{name} as from {schema}.{name}")
-    finally:
-        con.execute("detach serving_copy")
-    os.replace(staged, path)
-    return len(relations)

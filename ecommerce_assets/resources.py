@@ -55,6 +55,9 @@ class Settings:
     freshness_hours: int = DEFAULT_FRESHNESS_HOURS
     # A raw table or mart that loses more than this share of its rows against the last publish warns.
     max_row_drop_percent: int = 50
+    # equals_full_rebuild compares what changed and 1/verify_slices of all customers per run
+    # (a different slice each day): every row within this many days; 1 compares everything.
+    verify_slices: int = 7
     # The daily schedule's state until someone switches it in the UI: stopped in dev, so a laptop
     # never rebuilds on its own; a deployment sets ECOMMERCE_SCHEDULE_DEFAULT_STATUS=running.
     schedule_default_status: str = "stopped"
@@ -80,6 +83,7 @@ class Settings:
             schedule_timezone=_timezone(env.get("ECOMMERCE_SCHEDULE_TIMEZONE", "UTC")),
             freshness_hours=_whole(env, "ECOMMERCE_FRESHNESS_HOURS", DEFAULT_FRESHNESS_HOURS),
             max_row_drop_percent=_whole(env, "ECOMMERCE_MAX_ROW_DROP", 50, minimum=0, maximum=100),
+            verify_slices=_whole(env, "ECOMMERCE_VERIFY_SLICES", 7, minimum=1),
             schedule_default_status=_choice(
                 env, "ECOMMERCE_SCHEDULE_DEFAULT_STATUS", "stopped", ("running", "stopped")
             ),
@@ -272,6 +276,7 @@ class PipelineConfig(dg.Config):
                 analysis_date=RunOptions.parse_date(self.analysis_date),
                 serving_path=None if settings.duckdb_path == ":memory:" else serving_path(settings.duckdb_path),
                 max_row_drop=settings.max_row_drop_percent / 100,
+                verify_slices=settings.verify_slices,
             )
         except ValueError as e:
             raise dg.Failure(f"run config {e}") from None

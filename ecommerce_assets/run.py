@@ -12,8 +12,11 @@ from typing import TypeVar
 
 import duckdb
 
+from ecommerce_assets.changes import VERIFY_KEYS, RawChange, all_keys_statement, keys_statement
 from ecommerce_assets.models import retarget
-from ecommerce_assets.publish import Pending, Publication, staged_path
+from ecommerce_assets.publish import PUBLISH_LOG, Pending, Publication, delta_name, staged_path
+from ecommerce_assets.raw import RAW_TABLES
+from ecommerce_assets.raw import SCHEMA as raw_schema
 
 T = TypeVar("T")
 
@@ -39,10 +42,15 @@ class RunOptions:
     serving_path: Path | None = None
     # The share of its rows a raw table or mart may lose against the last publish without a WARN.
     max_row_drop: float = 0.5
+    # equals_full_rebuild compares the changed keys and one slice in this many of all customers
+    # (the slice moves with the run's date): 1 compares whole tables on every run.
+    verify_slices: int = 7
 
     def __post_init__(self):
         if self.concurrency < 1:
             raise ValueError(f"concurrency={self.concurrency}: use 1 or more")
+        if self.verify_slices < 1:
+            raise ValueError(f"verify_slices={self.verify_slices}: use 1 or more")
 
     @staticmethod
     def parse_date(value: str | None, setting: str = "analysis_date") -> dt.date | None:
@@ -77,6 +85,13 @@ class Run:
         self.started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         self.analysis_date = options.analysis_date
         self._date_known = False
+        # Per node: its code and its upstream's (engine.fingerprints), recorded when published.
+        self.versions: dict[str, str] = {}
+        # The delete+insert models' tables: the key sets reach back to the oldest of their builds.
+        self.maintained: tuple[str, ...] = ()
+        self.schemas: dict[str, str] = {}  # node name -> its schema
+        self._keys_made: set[str] = set()
+        self._keys_lock = threading.Lock()
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -131,6 +146,97 @@ class Run:
     def close(self) -> None:
         for cur in self.cursors:
             cur.close()
+
+    def in_sync(self, cur: duckdb.DuckDBPyConnection, table: str, version: str) -> bool:
+        """`table` was last published with this code and upstream code, and not before any raw
+        table's last publish: the run's raw changes are then all it has not seen."""
+        return bool(
+            cur.execute(
+                f"""
+                with latest as (
+                    select table_name, arg_max(code_version, published_at) as version, max(published_at) as last_published
+                    from {PUBLISH_LOG} group by table_name
+                )
+                select coalesce((select version = ? and last_published >= (
+                    select max(last_published) from latest where table_name like '{raw_schema}.%'
+                ) from latest where table_name = ?), false)
+                """,
+                [version, table],
+            ).fetchone()[0]
+        )
+
+    def model_inputs(self, model) -> str:
+        """The run's variables `model` reads, as recorded in the publish log with its table."""
+        parts = [f"analysis_date={self.analysis_date}"] if model.uses_analysis_date else []
+        parts += [f"run_date={self.started_at.date()}"] if model.uses_run_date else []
+        return ";".join(parts)
+
+    def unchanged_since(self, cur: duckdb.DuckDBPyConnection, model, upstream: list[str]) -> str | None:
+        """The run that last published `model`, when that table is what this run would build: same
+        code and upstream code, same variables, and no table it reads published since."""
+        marks = ", ".join("?" for _ in upstream) or "null"
+        row = cur.execute(
+            f"""
+            with latest as (
+                select table_name, arg_max(run_id, published_at) as run_id,
+                    arg_max(code_version, published_at) as version, arg_max(inputs, published_at) as inputs,
+                    max(published_at) as last_published
+                from {PUBLISH_LOG} group by table_name
+            )
+            select run_id from latest as m
+            where table_name = ? and version = ? and inputs = ?
+              and not exists (
+                  select 1 from latest as d where d.table_name in ({marks}) and d.last_published > m.last_published
+              )
+            """,
+            [model.table, self.versions.get(model.name, ""), self.model_inputs(model), *upstream],
+        ).fetchone()
+        return row[0] if row else None
+
+    def ensure_keys(self, cur: duckdb.DuckDBPyConnection, target: str) -> None:
+        """The run's key set `target` (changes.CHANGED_KEYS or VERIFY_KEYS), made once per run.
+
+        Reads every raw table as the run leaves it: a delete+insert model must come after all raw
+        loads (ours do, through staging.stg_rejected_rows)."""
+        with self._keys_lock:
+            if target in self._keys_made:
+                return
+            raw_changes = self._raw_changes(cur)
+            if target == VERIFY_KEYS and self.options.verify_slices == 1:
+                statement = all_keys_statement(target, raw_changes)
+            else:
+                since = self._oldest_build(cur)
+                slices = (self.options.verify_slices, self.started_at.toordinal() % self.options.verify_slices)
+                statement = keys_statement(target, raw_changes, since, slices if target == VERIFY_KEYS else None)
+            cur.execute(statement)
+            self._keys_made.add(target)
+
+    def _raw_changes(self, cur: duckdb.DuckDBPyConnection) -> dict[str, RawChange]:
+        published = {
+            f"{s}.{t}" for s, t in cur.execute("select schema_name, table_name from duckdb_tables()").fetchall()
+        }
+        raw_changes = {}
+        for raw in RAW_TABLES:
+            before = raw.table if raw.table in published else None
+            pending = self.publication.relations.get(raw.name)
+            if pending is None:
+                raw_changes[raw.name] = RawChange(before, raw.table)
+            else:
+                delta = delta_name(raw.table) if pending.kind == "append" else None
+                raw_changes[raw.name] = RawChange(before, pending.built, delta)
+        return raw_changes
+
+    def _oldest_build(self, cur: duckdb.DuckDBPyConnection) -> str | None:
+        """The date of the oldest last publish of a maintained table, as an SQL literal."""
+        if not self.maintained:
+            return None
+        marks = ", ".join("?" for _ in self.maintained)
+        since = cur.execute(
+            f"select min(last_date) from (select max(published_at)::date as last_date from {PUBLISH_LOG}"
+            f" where table_name in ({marks}) group by table_name)",
+            list(self.maintained),
+        ).fetchone()[0]
+        return f"date '{since}'" if since else None
 
     def ensure_analysis_date(self, cur: duckdb.DuckDBPyConnection) -> dt.date:
         """The options' date, else the data's; set on `cur`. Needs staging.stg_orders when not given."""

@@ -1,3 +1,5 @@
+from datetime import date, timedelta
+
 import duckdb
 import pytest
 
@@ -242,3 +244,51 @@ def test_rejects_bad_arguments(tmp_path):
         generate(tmp_path, 10, fmt="json")
     with pytest.raises(ValueError):
         generate(tmp_path, 10, dirty=1.5)
+    with pytest.raises(ValueError):
+        generate(tmp_path, 10, days=-1)
+
+
+def _rows(path):
+    reader = f"read_csv('{path}', all_varchar = true)" if path.suffix == ".csv" else f"read_parquet('{path}')"
+    return duckdb.sql(f"SELECT * FROM {reader}").fetchall()
+
+
+@pytest.mark.parametrize(
+    ("customers", "dirty", "fmt", "days"),
+    [(N, 0.0, "csv", 3), (N, 0.1, "csv", 3), (N, 0.0, "parquet", 3), (150, 0.0, "csv", 4)],
+    ids=["csv", "dirty", "parquet", "days-without-orders"],
+)
+def test_days_cuts_the_same_rows_into_daily_files(tmp_path, customers, dirty, fmt, days):
+    whole = generate(tmp_path / "whole", customers, dirty=dirty, fmt=fmt)
+    assert generate(tmp_path / "daily", customers, dirty=dirty, fmt=fmt, days=days) == whole
+    orders = {int(r[0]): date.fromisoformat(str(r[2])) for r in _rows(tmp_path / "whole" / f"raw_orders.{fmt}")}
+    cuts = sorted(set(orders.values()))[-days:]
+    consecutive = cuts == [cuts[0] + timedelta(days=k) for k in range(days)]
+    # 2,000 customers order every day; 150 leave days without orders, whose new customers go to the next file.
+    assert consecutive == (customers == N)
+    assert _rows(tmp_path / "daily" / f"raw_products.{fmt}") == _rows(tmp_path / "whole" / f"raw_products.{fmt}")
+    for stem in FILES[:3]:
+        files = sorted((tmp_path / "daily" / stem).iterdir())
+        # The loader reads a folder in name order: the base first, then the days in date order.
+        assert [p.name for p in files] == [f"{stem}_{s}.{fmt}" for s in ["0000_base", *map(str, cuts)]]
+        parts = [_rows(p) for p in files]
+        assert sorted(r for part in parts for r in part) == sorted(_rows(tmp_path / "whole" / f"{stem}.{fmt}"))
+        for i, rows in enumerate(parts):
+            if stem == "raw_customers":
+                dated = [date.fromisoformat(str(r[5])) for r in rows]
+                # With the first cut day on or after the sign-up; the last file takes any later ones too.
+                lo = date.min if i == 0 else cuts[0] if i == 1 else cuts[i - 2] + timedelta(days=1)
+                hi = cuts[0] - timedelta(days=1) if i == 0 else date.max if i == days else cuts[i - 1]
+            else:
+                assert rows  # every cut day has orders
+                dated = [orders[int(r[0] if stem == "raw_orders" else r[1])] for r in rows]
+                lo, hi = (date.min, cuts[0] - timedelta(days=1)) if i == 0 else (cuts[i - 1], cuts[i - 1])
+            assert all(lo <= d <= hi for d in dated), (files[i].name, dated)
+
+
+def test_regenerating_in_another_layout_or_format_replaces_the_earlier_files(tmp_path):
+    generate(tmp_path, 100, days=2)
+    generate(tmp_path, 100, fmt="parquet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{stem}.parquet" for stem in FILES)
+    generate(tmp_path, 100, days=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*FILES[:3], "raw_products.csv"])

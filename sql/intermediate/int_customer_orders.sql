@@ -1,6 +1,10 @@
 /*
 description: One row per completed order with its item subtotal and total (items + shipping). A completed order without items still counts its shipping.
 tags: [customer]
+materialized: incremental
+# Order grain: a run rebuilds only the orders its raw changes reach.
+incremental_strategy: delete+insert
+unique_key: order_id
 columns:
   order_id:
     description: Primary key (completed orders only)
@@ -23,11 +27,12 @@ checks:
 */
 with orders as (
     select * from staging.stg_orders
-    where is_completed
+    where is_completed and @changed(order_id)
 ),
 
 order_items as (
     select * from staging.stg_order_items
+    where @changed(order_id)
 ),
 
 item_totals as (

@@ -29,20 +29,17 @@ with customers as (
     select * from staging.stg_customers
 ),
 
-customer_orders as (
-    select * from intermediate.int_customer_orders
-),
-
+-- The totals are maintained per customer (int_customer_order_stats); only what depends on the
+-- analysis date is computed here, on every run.
 order_stats as (
     select
         customer_id,
-        count(distinct order_id) as frequency,
-        sum(order_total) as monetary_value,
-        avg(order_total) as avg_order_value,
-        min(order_date) as first_order_date,
-        max(order_date) as last_order_date
-    from customer_orders
-    group by customer_id
+        orders_count as frequency,
+        order_total_sum as monetary_value,
+        order_total_sum / orders_count as avg_order_value,
+        first_order_date,
+        last_order_date
+    from intermediate.int_customer_order_stats
 ),
 
 rfm_calc as (

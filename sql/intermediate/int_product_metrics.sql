@@ -20,32 +20,24 @@ columns:
   first_sale_date: {description: First completed sale}
   last_sale_date: {description: Last completed sale}
 */
-with order_items as (
-    select * from staging.stg_order_items
-),
-
-orders as (
-    select * from staging.stg_orders
-    where is_completed
-),
-
-products as (
+with products as (
     select * from staging.stg_products
 ),
 
+-- From the customer x product pairs, maintained per customer: distinct customers are pairs, and
+-- distinct orders add up over customers since an order has one customer.
 product_sales as (
     select
-        oi.product_id,
-        count(distinct o.order_id) as orders_count,
-        count(distinct o.customer_id) as customers_count,
-        sum(oi.quantity) as units_sold,
-        sum(oi.line_total) as revenue,
-        avg(oi.unit_price) as avg_selling_price,
-        min(o.order_date) as first_sale_date,
-        max(o.order_date) as last_sale_date
-    from order_items as oi
-    inner join orders as o on oi.order_id = o.order_id
-    group by oi.product_id
+        product_id,
+        sum(orders_count)::bigint as orders_count,
+        count(*) as customers_count,
+        sum(units_sold) as units_sold,
+        sum(revenue) as revenue,
+        sum(unit_price_sum)::double / sum(lines_count) as avg_selling_price,
+        min(first_sale_date) as first_sale_date,
+        max(last_sale_date) as last_sale_date
+    from intermediate.int_customer_product_sales
+    group by product_id
 )
 
 select

@@ -47,29 +47,43 @@ with customer_metrics as (
     select * from marts.fct_customer_metrics
 ),
 
-customer_orders as (
-    select * from intermediate.int_customer_orders
+customer_stats as (
+    select * from intermediate.int_customer_order_stats
 ),
 
--- The gaps between consecutive orders add up to last - first, so their average needs no window:
--- (last - first) / (orders - 1), exactly what averaging each gap gives.
-customer_behavior as (
+-- Only the last 180 days of orders move the trend; the rest comes from the maintained totals.
+recent_orders as (
     select
         customer_id,
-        stddev(order_total) as order_value_volatility,
-        max(order_total) as max_order_value,
-        min(order_total) as min_order_value,
-        datediff('day', min(order_date), max(order_date)) / nullif(count(*) - 1, 0) as avg_days_between_orders,
-        case
-            when count(*) >= 3 then
-                count(*) filter (where order_date >= getvariable('analysis_date') - 90)::double
-                / nullif(count(*) filter (
-                    where order_date >= getvariable('analysis_date') - 180
-                      and order_date < getvariable('analysis_date') - 90
-                ), 0)::double
-        end as order_trend_ratio
-    from customer_orders
+        count(*) filter (where order_date >= getvariable('analysis_date') - 90) as last_90d,
+        count(*) filter (where order_date < getvariable('analysis_date') - 90) as previous_90d
+    from intermediate.int_customer_orders
+    where order_date >= getvariable('analysis_date') - 180
     group by customer_id
+),
+
+-- The sample standard deviation from exact decimal sums: n * sum(x^2) - sum(x)^2 has no rounding
+-- before the one division. The gaps between consecutive orders add up to last - first, so their
+-- average is (last - first) / (orders - 1), exactly what averaging each gap gives.
+customer_behavior as (
+    select
+        s.customer_id,
+        case
+            when s.orders_count >= 2 then
+                sqrt(
+                    (s.orders_count * s.order_total_squares - s.order_total_sum * s.order_total_sum)::double
+                    / (s.orders_count * (s.orders_count - 1))
+                )
+        end as order_value_volatility,
+        s.max_order_total as max_order_value,
+        s.min_order_total as min_order_value,
+        datediff('day', s.first_order_date, s.last_order_date) / nullif(s.orders_count - 1, 0) as avg_days_between_orders,
+        case
+            when s.orders_count >= 3 then
+                coalesce(r.last_90d, 0)::double / nullif(coalesce(r.previous_90d, 0), 0)::double
+        end as order_trend_ratio
+    from customer_stats as s
+    left join recent_orders as r on s.customer_id = r.customer_id
 )
 
 select

@@ -6,7 +6,15 @@ description: >-
   is missing, unknown or points at a rejected row, a quantity is not positive, a price or the
   shipping cost is negative, a line has no price, a date lies after the day the run started, or
   the order status is unknown.
-materialized: table
+materialized: incremental
+# A run recomputes only the keys its raw changes reach (see changes.py), per source.
+incremental_strategy: delete+insert
+unique_key: key
+replace_where: >-
+  source = 'raw_customers' and @changed(key, raw_customers)
+  or source = 'raw_orders' and @changed(key, raw_orders)
+  or source = 'raw_order_items' and @changed(key, raw_order_items)
+  or source = 'raw_products' and @changed(key, raw_products)
 columns:
   source: {description: "Raw table the row came from (raw_customers, raw_orders, raw_order_items, raw_products)"}
   key:
@@ -23,7 +31,7 @@ columns:
       <date column>_in_future (after the UTC day the run started), unknown_status
   raw_values: {description: "The raw row's values as loaded, as a JSON object"}
   loaded_at: {description: When the raw row was loaded (the run's timestamp)}
-  run_started_at: {description: Start of the run that rejected the row (UTC)}
+  run_started_at: {description: "Start of the run that rejected the row (UTC): the first run to reject it, while the row's reason stays the same"}
 checks:
   - name: rows_rejected
     description: No raw row is rejected. Fails with one row per source and reason, and how many rows it rejected.
@@ -35,7 +43,8 @@ checks:
 */
 -- Each rule is written once, here; the rules of a table are one `case`, so a row gets the
 -- first reason that applies. A reference to a rejected row is itself rejected, so dropping a
--- customer never leaves its orders or their lines as orphans in staging.
+-- customer never leaves its orders or their lines as orphans in staging. The filters on changed keys
+-- keep every copy of a key (the duplicate count is per key) and every row the kept rows look up.
 with customers as (
     select
         *,
@@ -45,6 +54,7 @@ with customers as (
             when created_at > cast(getvariable('run_started_at') as date) then 'created_at_in_future'
         end as reason
     from raw.raw_customers
+    where @changed(customer_id)
 ),
 
 customer_keys as (
@@ -73,6 +83,7 @@ orders as (
         end as reason
     from raw.raw_orders as o
     left join customer_keys as c on o.customer_id = c.customer_id
+    where @changed(o.order_id)
 ),
 
 products as (
@@ -86,6 +97,7 @@ products as (
             when list_price < 0 then 'negative_list_price'
         end as reason
     from raw.raw_products
+    where @changed(product_id)
 ),
 
 order_keys as (
@@ -122,6 +134,7 @@ order_items as (
     from raw.raw_order_items as i
     left join order_keys as o on i.order_id = o.order_id
     left join product_keys as p on i.product_id = p.product_id
+    where @changed(i.order_item_id)
 )
 
 select
