@@ -90,8 +90,7 @@ def _seed(name: str, change: RawChange | None) -> str:
     old = f"select * exclude ({LOADED_AT[0]}) from {change.published}"
     new = f"select * exclude ({LOADED_AT[0]}) from {change.current}"
     return (
-        f"select {key} as key from ({new} except all {old})"
-        f" union all select {key} as key from ({old} except all {new})"
+        f"select {key} as key from ({new} except all {old}) union all select {key} as key from ({old} except all {new})"
     )
 
 

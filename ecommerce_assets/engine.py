@@ -22,13 +22,16 @@ from ecommerce_assets.checks import CheckDecl, CheckOutcome, evaluate, screen
 from ecommerce_assets.materialize import TableStats, build_model, build_raw, located, table_stats
 from ecommerce_assets.models import Model, ModelError
 from ecommerce_assets.planner import Task, plan, run_tasks
-from ecommerce_assets.publish import clean_up, create_publish_log, delta_name, publish, publishable
+from ecommerce_assets.publish import PUBLISH_LOG, clean_up, create_publish_log, delta_name, publish, publishable
 from ecommerce_assets.pump import Log
 from ecommerce_assets.raw import RawLoadError, RawTable, create_load_log
 from ecommerce_assets.run import Run
 from ecommerce_assets.serving import write_serving_copy
 
 Node = RawTable | Model
+
+# Per check run on a published table: its failing rows (a kept table's checks report the last).
+CHECK_LOG = "raw._checked"
 
 # Not in the readers' copy: the raw exports (readers have the files), staging's views of them
 # (copying them would copy every raw row on each run), and the intermediate building blocks, which
@@ -55,6 +58,8 @@ class Checked:
     check: CheckDecl
     outcome: CheckOutcome | None  # None when the check's query failed
     error: str | None = None
+    # Not run: the run that gave this outcome, on the same table and inputs (see `carried`).
+    carried_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,10 @@ def prepare(run: Run, project: Project) -> None:
         con.execute(f"create schema if not exists {schema}")
     create_load_log(con)
     create_publish_log(con)
+    con.execute(
+        f"create table if not exists {CHECK_LOG}"
+        " (table_name varchar, check_name varchar, failing bigint, run_id varchar, checked_at timestamp)"
+    )
     for macro in project.macros:
         con.execute(macro)
 
@@ -137,7 +146,7 @@ def execute(
     def start(task: Task) -> Callable[[], object] | None:
         node = task.node
         if task.kind == "check":
-            if node.name in not_built or node.name in kept:
+            if node.name in not_built:
                 return None
             runnable = []
             for check in task.checks:
@@ -146,7 +155,8 @@ def execute(
                     log.warning(f"{node.name}: check {check.name} not run, it reads {unavailable}, not built")
                 else:
                     runnable.append(check)
-            return (lambda: _timed(run_checks, run, node, runnable)) if runnable else None
+            checks = carried_checks if node.name in kept else run_checks
+            return (lambda: _timed(checks, run, node, runnable)) if runnable else None
         if node.name not in selection.assets:
             return None
         waiting_on = [d for d in getattr(node, "deps", ()) if d in held_back]
@@ -186,13 +196,15 @@ def execute(
             kept.add(node.name)
             log.info(
                 f"{node.name}: unchanged since run {result.metadata['unchanged_since']} (same code, inputs and"
-                " dates): kept as published, its checks' last results stand"
+                " dates): kept as published, its checks' last outcomes reported again"
             )
         elif result.metadata.get("load") == "unchanged":
             log.info(f"{node.name}: no new or changed file, {result.stats.rows:,} rows as published")
         else:
             rebuilt.add(node.name)
-            log.info(f"{node.name}: built, {result.stats.rows:,} rows in {result.duration_s:.2f} s (published at the end)")
+            log.info(
+                f"{node.name}: built, {result.stats.rows:,} rows in {result.duration_s:.2f} s (published at the end)"
+            )
         yield result
 
     concurrency = run.options.concurrency
@@ -205,6 +217,18 @@ def execute(
         log.warning("run stopped: nothing published, the warehouse is as before the run")
         return
     published = publish_run(run, project, [e for e in events if isinstance(e, Built)], blocked)
+    # Outcomes on what is published now: a published build's, or a table this run did not build.
+    built_now = {e.node.name for e in events if isinstance(e, Built)}
+    record_checks(
+        run,
+        [
+            e
+            for e in events
+            if isinstance(e, Checked)
+            and not e.carried_from
+            and (e.node.name in published or e.node.name not in built_now)
+        ],
+    )
     for event in events:
         if isinstance(event, Checked) or event.node.name in published:
             yield event
@@ -315,9 +339,41 @@ def build(run: Run, node: Node, after: AfterBuild | None, exists: bool) -> Built
     return Built(node, metadata, stats, round(time.perf_counter() - started, 3))
 
 
+def record_checks(run: Run, checked: list[Checked]) -> None:
+    """The outcomes of the checks that ran on published tables, for a later run that keeps a table
+    as it is to report them again instead of rerunning them."""
+    rows = [[e.node.table, e.check.name, e.outcome.failing, run.run_id] for e in checked if e.outcome]
+    if rows:
+        run.cursor().executemany(f"insert into {CHECK_LOG} values (?, ?, ?, ?, getvariable('run_started_at'))", rows)
+
+
+def carried_checks(run: Run, model: Model, checks: list[CheckDecl]) -> list[Checked]:
+    """On a worker thread: a kept model's checks. A check that ran on the table as published (at
+    or after its publish) reads what it read then, so its outcome stands and is reported again;
+    one without such an outcome runs."""
+    cur = run.cursor()
+    rows = cur.execute(
+        f"""
+        select check_name, failing, run_id from {CHECK_LOG}
+        where table_name = ? and checked_at >= (select max(published_at) from {PUBLISH_LOG} where table_name = ?)
+        qualify row_number() over (partition by check_name order by checked_at desc) = 1
+        """,
+        [model.table, model.table],
+    ).fetchall()
+    last = {name: (failing, run_id) for name, failing, run_id in rows}
+    carried = [
+        Checked(model, c, CheckOutcome(last[c.name][0], [], [], model.check_sql[c.name]), carried_from=last[c.name][1])
+        for c in checks
+        if c.name in last
+    ]
+    return carried + run_checks(run, model, [c for c in checks if c.name not in last])
+
+
 def run_checks(run: Run, model: Model, checks: list[CheckDecl]) -> list[Checked]:
     """On a worker thread: one statement counts every check's failures, then the failing rows of
     those that fail."""
+    if not checks:
+        return []
     cur = run.cursor()
     if any(c.kind == "equals_full_rebuild" for c in checks):
         run.ensure_keys(cur, VERIFY_KEYS)

@@ -192,7 +192,11 @@ def publish_statements(pending: Pending, existing: str | None) -> list[str]:
     if pending.kind == "upsert":
         # The delta stays until the run's clean_up: the readers' copy applies it too.
         delta = delta_name(table)
-        return [f"delete from {table} where {pending.where}", f"insert into {table} select * from {delta}", f"drop view {built}"]
+        return [
+            f"delete from {table} where {pending.where}",
+            f"insert into {table} select * from {delta}",
+            f"drop view {built}",
+        ]
     raise ValueError(f"{table}: unknown publish kind {pending.kind!r}")
 
 

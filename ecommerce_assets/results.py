@@ -87,7 +87,9 @@ def check_result(checked: Checked, key: dg.AssetKey) -> dg.AssetCheckResult:
             description=checked.error,
         )
     metadata = {"failing_rows": outcome.failing, "query": query}
-    if outcome.failing:
+    if checked.carried_from:
+        metadata["carried_from_run"] = checked.carried_from  # the table and what it reads are unchanged since
+    if outcome.failing and outcome.sample:
         sample = markdown_table(outcome.columns, outcome.sample, total=outcome.failing)
         metadata["failing_sample"] = dg.MetadataValue.md(sample)
     return dg.AssetCheckResult(

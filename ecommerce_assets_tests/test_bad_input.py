@@ -352,7 +352,7 @@ REJECTED = [
     ("raw_products", 106, "negative_cost_price"),
     ("raw_products", 108, "negative_list_price"),
 ]
-ANALYSIS = [dg.AssetKey(n) for n in ("int_customer_orders", "int_customer_rfm")]
+ANALYSIS = [dg.AssetKey(n) for n in ("int_customer_orders", "int_customer_order_stats", "int_customer_rfm")]
 
 
 @pytest.fixture(scope="module")

@@ -122,7 +122,7 @@ def settings(tmp_path: Path) -> Settings:
 
 def test_an_unknown_column_in_a_model_fails_the_load_with_the_file_and_line(tmp_path, sql_copy):
     path = sql_copy / "intermediate" / "int_customer_rfm.sql"
-    line = break_line(path, "sum(order_total) as monetary_value", "sum(order_totl) as monetary_value")
+    line = break_line(path, "order_total_sum as monetary_value", "order_totl_sum as monetary_value")
     with pytest.raises(ModelError, match=rf"^{path}:{line}: Binder Error: .*order_totl") as e:
         build_definitions(settings(tmp_path), sql_dir=sql_copy)
     assert f"LINE {line}:" in str(e.value)
@@ -167,7 +167,7 @@ def test_a_successful_binding_is_cached_a_failing_one_never(tmp_path, sql_copy, 
     stored.write_text("{damaged")
     assert bind(nodes, macros) == bound
     path = sql_copy / "intermediate" / "int_customer_rfm.sql"
-    line = break_line(path, "sum(order_total) as monetary_value", "sum(order_totl) as monetary_value")
+    line = break_line(path, "order_total_sum as monetary_value", "order_totl_sum as monetary_value")
     for _ in range(2):
         with pytest.raises(ModelError, match=rf"^{path}:{line}: "):
             bind([*RAW_TABLES, *load_project(sql_copy)[0]], macros)
@@ -177,11 +177,11 @@ def test_a_successful_binding_is_cached_a_failing_one_never(tmp_path, sql_copy, 
 @pytest.mark.parametrize("command", [["compile"], ["build", "--select", "stg_orders"], ["check"]])
 def test_the_cli_reports_a_broken_model_in_one_line(tmp_path, sql_copy, monkeypatch, capsys, command):
     path = sql_copy / "intermediate" / "int_customer_rfm.sql"
-    line = break_line(path, "sum(order_total) as monetary_value", "sum(order_totl) as monetary_value")
+    line = break_line(path, "order_total_sum as monetary_value", "order_totl_sum as monetary_value")
     monkeypatch.setattr(cli, "load_definitions", lambda: build_definitions(settings(tmp_path), sql_dir=sql_copy))
     assert cli.main(command) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     (message,) = captured.err.splitlines()
-    assert message.startswith(f'{path}:{line}: Binder Error: Referenced column "order_totl" not found')
+    assert message.startswith(f'{path}:{line}: Binder Error: Referenced column "order_totl_sum" not found')
     assert not (tmp_path / "never.duckdb").exists()

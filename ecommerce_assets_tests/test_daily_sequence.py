@@ -215,8 +215,5 @@ def test_a_sequence_of_daily_runs_equals_a_full_rebuild_after_each(shop):
 
 def test_every_maintained_model_carries_the_comparison_check(shop):
     _, _, wh = shop
-    checks = {
-        (key.asset_key.to_user_string(), key.name)
-        for key in wh.defs.resolve_asset_graph().asset_check_keys
-    }
+    checks = {(key.asset_key.to_user_string(), key.name) for key in wh.defs.resolve_asset_graph().asset_check_keys}
     assert {(m, "equals_full_rebuild") for m in MAINTAINED} <= checks

@@ -20,12 +20,16 @@ EXPECTED_UPSTREAM = {
     "stg_order_items": {"raw_order_items", "stg_rejected_rows"},
     "stg_products": {"raw_products", "stg_rejected_rows"},
     "int_customer_orders": {"stg_orders", "stg_order_items"},
-    "int_customer_rfm": {"stg_customers", "int_customer_orders"},
-    "int_product_metrics": {"stg_order_items", "stg_orders", "stg_products"},
+    # The totals and pairs maintained from each day's changes (issue 15), from which the seed's
+    # RFM and product metrics are computed.
+    "int_customer_order_stats": {"int_customer_orders"},
+    "int_customer_product_sales": {"stg_orders", "stg_order_items"},
+    "int_customer_rfm": {"stg_customers", "int_customer_order_stats"},
+    "int_product_metrics": {"int_customer_product_sales", "stg_products"},
     "fct_customer_metrics": {"stg_customers", "int_customer_rfm"},
     "dim_customer_segments": {"fct_customer_metrics"},
     "fct_product_performance": {"int_product_metrics"},
-    "ml_customer_features": {"fct_customer_metrics", "int_customer_orders"},
+    "ml_customer_features": {"fct_customer_metrics", "int_customer_order_stats", "int_customer_orders"},
     # The seed's Module 7.3.
     "fct_customer_metrics_incremental": {"fct_customer_metrics"},
 }
@@ -88,6 +92,7 @@ def test_lineage_selections_match_dbt(graph):
     assert keys("*fct_customer_metrics", graph) == {
         "fct_customer_metrics",
         "int_customer_rfm",
+        "int_customer_order_stats",
         "int_customer_orders",
         "stg_customers",
         "stg_orders",

@@ -72,7 +72,10 @@ def test_every_model_column_maps_to_columns_of_its_deps(project, lineage):
         ("fct_customer_metrics", "updated_at"),
         ("ml_customer_features", "analysis_date"),
         ("ml_customer_features", "feature_generated_at"),
-        ("customer_product_affinity", "purchase_count"),
+        ("int_customer_order_stats", "orders_count"),
+        ("int_customer_product_sales", "orders_count"),
+        ("int_customer_product_sales", "lines_count"),
+        ("int_product_metrics", "customers_count"),
         ("rfm_score_grid", "customer_count"),
         ("churn_risk_by_segment", "customer_count"),
         ("marketing_budget_allocation", "customer_count"),
@@ -106,12 +109,16 @@ def test_aggregates_through_ctes_and_joins(lineage):
     # Columns read only by where / join / group by do not count (stg_orders.is_completed).
     assert orders["customer_id"] == [("stg_orders", "customer_id")]
 
+    stats = lineage["int_customer_order_stats"]
+    assert stats["order_total_sum"] == [("int_customer_orders", "order_total")]  # sum(order_total)
     rfm = lineage["int_customer_rfm"]
-    assert rfm["monetary_value"] == [("int_customer_orders", "order_total")]  # coalesce(sum(order_total), 0)
-    assert rfm["frequency"] == [("int_customer_orders", "order_id")]  # count(distinct order_id)
+    assert rfm["monetary_value"] == [("int_customer_order_stats", "order_total_sum")]  # coalesce(..., 0)
     # datediff(coalesce(last_order_date, customer_created_at), getvariable('analysis_date'))
-    assert rfm["recency_days"] == [("int_customer_orders", "order_date"), ("stg_customers", "customer_created_at")]
-    assert rfm["monetary_score"] == [("int_customer_orders", "order_total")]  # case over a `select *` CTE
+    assert rfm["recency_days"] == [
+        ("int_customer_order_stats", "last_order_date"),
+        ("stg_customers", "customer_created_at"),
+    ]
+    assert rfm["monetary_score"] == [("int_customer_order_stats", "order_total_sum")]  # case over a `select *` CTE
     assert rfm["customer_id"] == [("stg_customers", "customer_id")]
 
     metrics = lineage["fct_customer_metrics"]
@@ -124,7 +131,7 @@ def test_aggregates_through_ctes_and_joins(lineage):
     assert metrics["first_name"] == [("stg_customers", "first_name")]
 
     features = lineage["ml_customer_features"]
-    assert features["max_order_value"] == [("int_customer_orders", "order_total")]
+    assert features["max_order_value"] == [("int_customer_order_stats", "max_order_total")]
     # count(*) filter (where order_date >= ...): the filter's column counts
     assert features["order_trend_ratio"] == [("int_customer_orders", "order_date")]
 
@@ -250,7 +257,7 @@ def test_materializations_carry_column_lineage_that_reaches_raw_columns(built):
         return {(d.asset_key.to_user_string(), d.column_name) for d in lineage[asset].deps_by_column.get(column, [])}
 
     assert deps("fct_customer_metrics", "monetary_value") == {("int_customer_rfm", "monetary_value")}
-    assert deps("int_customer_rfm", "monetary_value") == {("int_customer_orders", "order_total")}
+    assert deps("int_customer_rfm", "monetary_value") == {("int_customer_order_stats", "order_total_sum")}
     assert ("stg_order_items", "line_total") in deps("int_customer_orders", "order_total")
     assert ("raw_order_items", "quantity") in deps("stg_order_items", "line_total")
     assert "row_hash" not in lineage["fct_customer_metrics_incremental"].deps_by_column

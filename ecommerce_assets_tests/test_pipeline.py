@@ -462,7 +462,7 @@ def test_a_terminated_run_interrupts_every_worker_and_publishes_nothing(tmp_path
     worker.join(30)
     assert not worker.is_alive() and events == []
     relations = {t for (t,) in con.execute("select table_name from information_schema.tables").fetchall()}
-    assert relations == {"_loaded_files", "_published"}
+    assert relations == {"_loaded_files", "_published", "_checked"}
     assert len(run.cursors) == 2  # one cursor per worker
     run.close()
     con.close()

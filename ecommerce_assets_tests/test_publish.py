@@ -18,6 +18,7 @@ import pytest
 from dagster._core.instance.ref import InstanceRef  # a second process reads the same run storage
 
 from ecommerce_assets.generate import generate
+from ecommerce_assets.engine import CHECK_LOG
 from ecommerce_assets.publish import BUILD_SUFFIX, DELTA_SUFFIX, PUBLISH_LOG, publishable, serving_path
 
 from .conftest import make_warehouse
@@ -105,8 +106,8 @@ def two_datasets(tmp_path_factory):
 
 
 def tables(database: Path) -> dict[str, tuple]:
-    """The published tables' fingerprints, without the publish log (it grows with every run)."""
-    return {t: v for t, v in fingerprint(database).items() if t != PUBLISH_LOG}
+    """The published tables' fingerprints, without the publish and check logs (they grow with every run)."""
+    return {t: v for t, v in fingerprint(database).items() if t not in (PUBLISH_LOG, CHECK_LOG)}
 
 
 def test_a_run_killed_at_any_moment_leaves_one_runs_warehouse_and_the_next_run_needs_no_cleanup(two_datasets):
@@ -138,15 +139,20 @@ def test_a_run_killed_at_any_moment_leaves_one_runs_warehouse_and_the_next_run_n
             assert publishing.wait(120), "".join(lines)
         else:
             time.sleep(max(0.0, began + moment - time.monotonic()))
+        # Take the writer lock as the killed run's process dies, before the next run gets it (held
+        # still meanwhile: it polls the lock and could win the race), and look at the file
+        # meanwhile: it opens, read-only, without any repair.
+        waiting = following[0]
+        waiting.send_signal(signal.SIGSTOP)
         run.send_signal(signal.SIGKILL)
-        # Take the writer lock as the killed run's process dies, before the next run gets it, and
-        # look at the file meanwhile: it opens, read-only, without any repair.
         with open(f"{database}.lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             run.wait(30)
             now = tables(database)
+        waiting.send_signal(signal.SIGCONT)
         released = time.monotonic()
-        assert now in (published[state], published[data]), f"run {k} killed at {moment}: a mix of two runs"
+        differ = {d: sorted(t for t in now if now[t] != published[d].get(t)) for d in (state, data)}
+        assert now in (published[state], published[data]), f"run {k} killed at {moment}: a mix of two runs: {differ}"
         outcomes.append("published" if now == published[data] and data != state else "as before")
         state = data if now == published[data] else state
     assert "as before" in outcomes  # kills did land before the publish
@@ -177,12 +183,13 @@ def test_a_reader_holding_the_readers_copy_never_blocks_a_run_nor_is_blocked(tmp
             f"import duckdb; print(duckdb.connect({str(copy)!r}, read_only=True).execute({query!r}).fetchone()[0])"
         )
         assert subprocess.run([sys.executable, "-c", newcomer], capture_output=True, text=True).stdout.strip() == "800"
-    # The readers' copy has the marts and analyses, not the raw rows or staging's views of them.
+    # The readers' copy has the marts, ml and analyses (and which run each came from), not the raw
+    # rows, staging's views of them or the intermediate tables.
     with duckdb.connect(str(copy), read_only=True) as reader:
         schemas = {
             s for (s,) in reader.execute("select distinct table_schema from information_schema.tables").fetchall()
         }
-    assert schemas == {"intermediate", "marts", "ml", "analyses"}
+    assert schemas == {"marts", "ml", "analyses", "_serving"}
 
 
 def test_what_a_failed_or_blocked_node_holds_back_from_the_publish():
