@@ -22,16 +22,21 @@ from ecommerce_assets.checks import CheckDecl, CheckOutcome, evaluate, screen
 from ecommerce_assets.materialize import TableStats, build_model, build_raw, located, table_stats
 from ecommerce_assets.models import Model, ModelError
 from ecommerce_assets.planner import Task, plan, run_tasks
-from ecommerce_assets.publish import PUBLISH_LOG, clean_up, create_publish_log, delta_name, publish, publishable
+from ecommerce_assets.publish import (
+    CHECK_LOG,
+    PUBLISH_LOG,
+    clean_up,
+    create_publish_log,
+    delta_name,
+    publish,
+    publishable,
+)
 from ecommerce_assets.pump import Log
 from ecommerce_assets.raw import RawLoadError, RawTable, create_load_log
 from ecommerce_assets.run import Run
 from ecommerce_assets.serving import write_serving_copy
 
 Node = RawTable | Model
-
-# Per check run on a published table: its failing rows (a kept table's checks report the last).
-CHECK_LOG = "raw._checked"
 
 # Not in the readers' copy: the raw exports (readers have the files), staging's views of them
 # (copying them would copy every raw row on each run), and the intermediate building blocks, which
@@ -108,10 +113,6 @@ def prepare(run: Run, project: Project) -> None:
         con.execute(f"create schema if not exists {schema}")
     create_load_log(con)
     create_publish_log(con)
-    con.execute(
-        f"create table if not exists {CHECK_LOG}"
-        " (table_name varchar, check_name varchar, failing bigint, run_id varchar, checked_at timestamp)"
-    )
     for macro in project.macros:
         con.execute(macro)
 
@@ -342,9 +343,9 @@ def build(run: Run, node: Node, after: AfterBuild | None, exists: bool) -> Built
 def record_checks(run: Run, checked: list[Checked]) -> None:
     """The outcomes of the checks that ran on published tables, for a later run that keeps a table
     as it is to report them again instead of rerunning them."""
-    rows = [[e.node.table, e.check.name, e.outcome.failing, run.run_id] for e in checked if e.outcome]
+    rows = [[e.node.table, e.check.name, e.outcome.failing, e.check.blocking, run.run_id] for e in checked if e.outcome]
     if rows:
-        run.cursor().executemany(f"insert into {CHECK_LOG} values (?, ?, ?, ?, getvariable('run_started_at'))", rows)
+        run.cursor().executemany(f"insert into {CHECK_LOG} values (?, ?, ?, ?, ?, getvariable('run_started_at'))", rows)
 
 
 def carried_checks(run: Run, model: Model, checks: list[CheckDecl]) -> list[Checked]:

@@ -21,6 +21,9 @@ BUILD_SUFFIX = "__build"
 DELTA_SUFFIX = "__delta"
 # Per run and published table: its rows once published (the sudden-drop checks compare to it).
 PUBLISH_LOG = "raw._published"
+# Per check run on a published table: its failing rows. A table kept as it is reports them again,
+# and a table with a failed blocking check since its publish is rebuilt, never kept or maintained.
+CHECK_LOG = "raw._checked"
 # The layers whose row count is compared with the last publish (checks.row_count_drop_check).
 VOLUME_CHECKED_LAYERS = ("raw", "marts")
 
@@ -208,6 +211,10 @@ def create_publish_log(con: duckdb.DuckDBPyConnection) -> None:
     # Added after the first release: a warehouse made before them gets the columns here.
     con.execute(f"alter table {PUBLISH_LOG} add column if not exists code_version varchar")
     con.execute(f"alter table {PUBLISH_LOG} add column if not exists inputs varchar")
+    con.execute(
+        f"create table if not exists {CHECK_LOG} (table_name varchar, check_name varchar, failing bigint,"
+        " blocking boolean, run_id varchar, checked_at timestamp)"
+    )
     con.execute(
         "create or replace macro published_row_count(t) as (select row_count from "
         f"{PUBLISH_LOG} where table_name = t order by published_at desc limit 1)"

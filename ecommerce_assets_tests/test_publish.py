@@ -17,9 +17,8 @@ import duckdb
 import pytest
 from dagster._core.instance.ref import InstanceRef  # a second process reads the same run storage
 
-from ecommerce_assets.engine import CHECK_LOG
 from ecommerce_assets.generate import generate
-from ecommerce_assets.publish import BUILD_SUFFIX, DELTA_SUFFIX, PUBLISH_LOG, publishable, serving_path
+from ecommerce_assets.publish import BUILD_SUFFIX, CHECK_LOG, DELTA_SUFFIX, PUBLISH_LOG, publishable, serving_path
 
 from .conftest import make_warehouse
 

@@ -1,0 +1,1 @@
+select * from read_csv('{{ env_var("DBT_SEED_DATA_DIR") }}/raw_orders.csv')
