@@ -1,7 +1,7 @@
 """Benchmark: the daily run, new files appended to what is built, against rebuilding everything.
 
     python -m benchmarks.daily --customers 1000000 [--days 7] [--format csv|parquet] [--seed S]
-        [--workdir DIR] [--keep] [--dbt PATH] [--dbt-project DIR]
+        [--workdir DIR] [--keep] [--dbt PATH | --no-dbt] [--dbt-project DIR]
 
 Generates the data once with `generate(days=K)` into <workdir>/source (a marker file skips that next
 time), puts the base files and raw_products into <workdir>/data, then runs the real CLI,
@@ -19,11 +19,12 @@ DAGSTER_HOME (an ephemeral instance, as in CI):
   run as benchmark.py runs it) on the final data, each folder joined into one file;
 - dbt build (CSV only): the seed's dbt project (benchmarks/dbt_seed, the seed SQL's models and
   tests) by `dbt build` on the same joined files into a DuckDB file of its own, when dbt is found:
-  --dbt, else `dbt` on PATH, else /opt/dbt-venv/bin/dbt. dbt is no dependency of the project; a venv
-  of its own keeps its pins away from ours: `python3 -m venv /opt/dbt-venv && /opt/dbt-venv/bin/pip
-  install dbt-duckdb 'dbt-core<1.12' duckdb==<ours>` (1.12 needs a parser that its build downloads
-  from GitHub; the same DuckDB keeps the engine out of the comparison). Unlike the other runs, its
-  failure, a failing test included, marks its row FAILED and the benchmark goes on.
+  --dbt, else `dbt` on PATH, else /opt/dbt-venv/bin/dbt; --no-dbt skips it. dbt is no dependency
+  of the project; a venv of its own keeps its pins away from ours: `python3 -m venv /opt/dbt-venv
+  && /opt/dbt-venv/bin/pip install dbt-duckdb 'dbt-core<1.12' duckdb==<ours>` (1.12 needs a parser
+  that its build downloads from GitHub; the same DuckDB keeps the engine out of the comparison).
+  The seed's failing tests count as WARN there (see its dbt_project.yml). Unlike the other runs, a
+  failed dbt build marks its row FAILED and the benchmark goes on.
 
 Each run's wall time, peak memory (the summed RSS of its process tree, and the largest process's
 VmHWM, polled from /proc as benchmark.py does), exit code and the CLI's summary line are printed as
@@ -242,7 +243,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--workdir", help="default: <tmp>/ecommerce-daily-<customers>")
     parser.add_argument("--keep", action="store_true", help="keep the data dir, the DuckDB files and the output")
-    parser.add_argument("--dbt", help=f"the dbt executable (default: dbt on PATH, else {DBT_VENV} if there)")
+    dbt = parser.add_mutually_exclusive_group()
+    dbt.add_argument("--dbt", help=f"the dbt executable (default: dbt on PATH, else {DBT_VENV} if there)")
+    dbt.add_argument("--no-dbt", action="store_true", help="skip the dbt build even where dbt is installed")
     parser.add_argument(
         "--dbt-project", default=str(DBT_PROJECT), help=f"the project `dbt build` builds (default: {DBT_PROJECT})"
     )
@@ -304,11 +307,13 @@ def main(argv=None) -> int:
     else:
         print("seed SQL: skipped, its SQL reads CSV files only (--format csv runs it)")
 
-    dbt = find_dbt(args.dbt)
-    if dbt is None:
-        print(f"dbt build: skipped, no dbt on PATH nor at {DBT_VENV} (--dbt names one)")
+    dbt = None if args.no_dbt else find_dbt(args.dbt)
+    if args.no_dbt:
+        print("dbt: --no-dbt, skipped")
+    elif dbt is None:
+        print(f"dbt: none on PATH nor at {DBT_VENV} (--dbt names one), skipped")
     elif args.format != "csv":
-        print("dbt build: skipped, the seed's project reads CSV files only (--format csv runs it)")
+        print("dbt: the seed's project reads CSV files only (--format csv runs it), skipped")
     else:
         dbt_build(dbt, Path(args.dbt_project).resolve(), seed_data, workdir, runs, write_report)
 

@@ -22,15 +22,6 @@ columns:
   unit_price_sum: {description: "Sum of the lines' unit prices: the average selling price is unit_price_sum / lines_count"}
   first_sale_date: {description: First completed order of the customer with the product}
   last_sale_date: {description: Last completed order of the customer with the product}
-checks:
-  - name: one_row_per_customer_and_product
-    description: No customer and product pair appears twice.
-    severity: error
-    sql: |
-      select customer_id, product_id, count(*) as occurrences
-      from @this_model
-      group by customer_id, product_id
-      having count(*) > 1
 */
 with orders as (
     select * from staging.stg_orders
