@@ -132,8 +132,11 @@ def test_aggregates_through_ctes_and_joins(lineage):
 
     features = lineage["ml_customer_features"]
     assert features["max_order_value"] == [("int_customer_order_stats", "max_order_total")]
-    # count(*) filter (where order_date >= ...): the filter's column counts
-    assert features["order_trend_ratio"] == [("int_customer_orders", "order_date")]
+    # count(*) filter (where order_date >= ...): the filter's column counts; and the order count (>= 3)
+    assert features["order_trend_ratio"] == [
+        ("int_customer_order_stats", "orders_count"),
+        ("int_customer_orders", "order_date"),
+    ]
 
 
 def test_star_and_exclude_pass_columns_through(project, lineage):
