@@ -185,7 +185,10 @@ class DuckDBWarehouse(DuckDBResource):
         releasing it (a run whose process died; "" when the last holder ended normally).
 
         `holder` (a run id) is written into the lock file while the connection is open."""
-        limits = {"memory_limit": self.memory_limit}
+        # No model's table has a meaningful row order (exports say `order_by`), and keeping it makes
+        # DuckDB hold whole intermediate results in memory: at 10M customers two large builds at
+        # once ran out of a 2GB limit with it.
+        limits = {"memory_limit": self.memory_limit, "preserve_insertion_order": False}
         if self.threads:
             limits["threads"] = self.threads
         if self.temp_directory:
