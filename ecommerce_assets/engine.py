@@ -269,16 +269,22 @@ def publish_run(run: Run, project: Project, built: list[Built], blocked: set[str
                 for name in order
                 if (p := run.publication.relations[name]).kind == "upsert"
             }
-            copy = write_serving_copy(run.con, run.options.serving_path, SERVING_SKIPS, upserts)
+            try:
+                copy = write_serving_copy(run.con, run.options.serving_path, SERVING_SKIPS, upserts)
+            except (duckdb.Error, OSError) as e:
+                # The warehouse is published: readers keep the previous copy, the next run writes it.
+                run.log.error(f"readers' copy {run.options.serving_path} not updated, the previous one stays: {e}")
+                copy = None
             seconds = time.perf_counter() - started
-            run.log.info(
-                f"readers' copy {run.options.serving_path} in {seconds:.2f} s: {len(copy.copied)} relation(s) copied, "
-                + (
-                    "a new copy"
-                    if copy.fresh
-                    else f"{len(copy.updated)} updated by the run's changes, {len(copy.kept)} kept as they were"
+            if copy:
+                run.log.info(
+                    f"readers' copy {run.options.serving_path} in {seconds:.2f} s: {len(copy.copied)} relation(s) copied, "
+                    + (
+                        "a new copy"
+                        if copy.fresh
+                        else f"{len(copy.updated)} updated by the run's changes, {len(copy.kept)} kept as they were"
+                    )
                 )
-            )
     finally:
         clean_up(run.con, run.output_dir)  # what was built and not published, and the run's deltas
     return {b.node.name for b in built if b.node.name in names or b.node.name not in staged}

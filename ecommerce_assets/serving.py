@@ -12,8 +12,8 @@ The snapshot guarantee is unchanged, because the previous file itself is never w
 is built in a staged file beside it, checkpointed so it holds everything without a WAL, then renamed
 over the old one. A reader that has the old file open keeps reading it, whole and unchanged, for as
 long as it likes; the next connection opens the new one. If anything fails the staged file goes and
-the old copy stays as it was. The relations are read in one transaction, so the copy is one publish's
-state of the warehouse, and the versions it records are those of the rows it holds.
+the old copy stays as it was. The run holds the warehouse's writer lock while it copies, so the copy is
+one publish's state of the warehouse, and the versions it records are those of the rows it holds.
 """
 
 from __future__ import annotations
@@ -65,14 +65,10 @@ def write_serving_copy(
         if fresh:
             remove(staged)
             con.execute(f"attach '{quote_literal(staged)}' as {ALIAS}")
-        con.execute("begin transaction")
-        try:
-            result = update(con, skip_schemas, fresh, upserts or {})
-            con.execute("commit")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                con.execute("rollback")
-            raise
+        # One statement at a time, not one transaction: the staged file is nobody's until the
+        # rename, the run holds the warehouse's writer lock (nothing changes while it copies), and
+        # one transaction over every 10M-row table ran out of DuckDB's memory limit.
+        result = update(con, skip_schemas, fresh, upserts or {})
         # Everything in the file itself before the rename: a reader never replays another's WAL.
         con.execute(f"checkpoint {ALIAS}")
         con.execute(f"detach {ALIAS}")
@@ -109,7 +105,7 @@ def update(
     upserts: Mapping[str, tuple[str, str]],
 ) -> ServingCopy:
     """The drops and copies that bring the attached copy to the warehouse's published state, and its
-    new versions; runs inside the caller's transaction."""
+    new versions."""
     wanted = published_relations(con, skip_schemas)
     versions = latest_runs(con)
     previous = latest_runs(con, rank=2)
