@@ -269,12 +269,19 @@ def publish_run(run: Run, project: Project, built: list[Built], blocked: set[str
                 for name in order
                 if (p := run.publication.relations[name]).kind == "upsert"
             }
-            try:
-                copy = write_serving_copy(run.con, run.options.serving_path, SERVING_SKIPS, upserts)
-            except (duckdb.Error, OSError) as e:
-                # The warehouse is published: readers keep the previous copy, the next run writes it.
-                run.log.error(f"readers' copy {run.options.serving_path} not updated, the previous one stays: {e}")
-                copy = None
+            copy = None
+            for incremental in (True, False):
+                try:
+                    copy = write_serving_copy(run.con, run.options.serving_path, SERVING_SKIPS, upserts, incremental)
+                    break
+                except (duckdb.Error, OSError) as e:
+                    # The warehouse is published: a new copy instead, else readers keep the previous
+                    # one and the next run writes it (measured: the in-place update of 10M-row
+                    # tables ran out of a 2GB memory limit where a new copy did not).
+                    log = run.log.warning if incremental else run.log.error
+                    log(
+                        f"readers' copy {run.options.serving_path}: {'updating' if incremental else 'a new copy'} failed: {e}"
+                    )
             seconds = time.perf_counter() - started
             if copy:
                 run.log.info(

@@ -50,6 +50,7 @@ def write_serving_copy(
     path: Path,
     skip_schemas: Sequence[str],
     upserts: Mapping[str, tuple[str, str]] | None = None,
+    incremental: bool = True,
 ) -> ServingCopy:
     """Replaces `path` by the warehouse's published tables and views (views as tables) of every schema
     but `skip_schemas`, copying only the relations published since the previous copy was written.
@@ -61,7 +62,7 @@ def write_serving_copy(
     staged = staged_path(path)
     remove(staged)  # a write that died before its rename
     try:
-        fresh = not attach_previous(con, path, staged)
+        fresh = not (incremental and attach_previous(con, path, staged))
         if fresh:
             remove(staged)
             con.execute(f"attach '{quote_literal(staged)}' as {ALIAS}")
