@@ -84,9 +84,10 @@ class Export:
     order_by: str | None = None
 
 
-# Columns that say when a run built a row, not what the row is: a maintained row keeps the run
-# that last rewrote it, so the comparison with a full rebuild leaves them out.
-RUN_TIME_COLUMNS = ("run_started_at", "updated_at")
+# Columns that say when a run built or loaded a row, not what the row is: a maintained row keeps
+# the run that last rewrote it (and a raw file delivered again reloads every row at a new time
+# while only the changed ones are rebuilt), so the comparison with a full rebuild leaves them out.
+RUN_TIME_COLUMNS = ("run_started_at", "updated_at", "loaded_at")
 
 
 @dataclass(frozen=True)
