@@ -104,6 +104,19 @@ def two_datasets(tmp_path_factory):
     return root, database, published, time.monotonic() - step_started
 
 
+def locked_within(lock, seconds: float) -> bool:
+    """Takes the exclusive lock on the open file `lock` if it comes free within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+
+
 def tables(database: Path) -> dict[str, tuple]:
     """The published tables' fingerprints, without the publish and check logs (they grow with every run)."""
     return {t: v for t, v in fingerprint(database).items() if t not in (PUBLISH_LOG, CHECK_LOG)}
@@ -141,14 +154,21 @@ def test_a_run_killed_at_any_moment_leaves_one_runs_warehouse_and_the_next_run_n
         # Take the writer lock as the killed run's process dies, before the next run gets it (held
         # still meanwhile: it polls the lock and could win the race), and look at the file
         # meanwhile: it opens, read-only, without any repair.
-        waiting = following[0]
-        waiting.send_signal(signal.SIGSTOP)
+        # A run that already ended has let the queued one take the lock: never stop that one.
+        waiting = following[0] if run.poll() is None else None
+        if waiting:
+            waiting.send_signal(signal.SIGSTOP)
         run.send_signal(signal.SIGKILL)
         with open(f"{database}.lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not locked_within(lock, 60):  # the queued run had it first: let it finish
+                if waiting:
+                    waiting.send_signal(signal.SIGCONT)
+                    waiting = None
+                fcntl.flock(lock, fcntl.LOCK_EX)
             run.wait(30)
             now = tables(database)
-        waiting.send_signal(signal.SIGCONT)
+        if waiting:
+            waiting.send_signal(signal.SIGCONT)
         released = time.monotonic()
         differ = {d: sorted(t for t in now if now[t] != published[d].get(t)) for d in (state, data)}
         assert now in (published[state], published[data]), f"run {k} killed at {moment}: a mix of two runs: {differ}"
