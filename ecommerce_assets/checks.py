@@ -320,6 +320,8 @@ class CheckOutcome:
     columns: list[str]
     sample: list[tuple]
     sql: str
+    # Why the outcome is known without running the query (shown with the result), or None.
+    note: str | None = None
 
     @property
     def passed(self) -> bool:

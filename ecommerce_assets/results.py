@@ -87,6 +87,8 @@ def check_result(checked: Checked, key: dg.AssetKey) -> dg.AssetCheckResult:
             description=checked.error,
         )
     metadata = {"failing_rows": outcome.failing, "query": query}
+    if outcome.note:
+        metadata["note"] = outcome.note
     if checked.carried_from:
         metadata["carried_from_run"] = checked.carried_from  # the table and what it reads are unchanged since
     if outcome.failing and outcome.sample:

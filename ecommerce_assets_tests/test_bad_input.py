@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import shutil
 from decimal import Decimal
 from pathlib import Path
@@ -456,3 +457,48 @@ def test_a_future_analysis_date_on_the_command_line_is_a_usage_error(capsys):
     assert f"--analysis-date='{FUTURE}' is in the future" in err and "\n" not in err
     today = dt.datetime.now(dt.timezone.utc).date()
     assert RunOptions.parse_date(today.isoformat()) == today
+
+
+MAX_MONEY = "9999999999999999.99"  # the largest decimal(18, 2)
+MAX_QUANTITY = 2147483647  # the largest integer
+
+
+def test_the_largest_values_the_raw_types_accept_overflow_nothing(tmp_path):
+    """Money at the top of decimal(18, 2) and quantities at the top of integer, in every table:
+    every model and check runs, and the totals are exact."""
+    directory = data_dir(
+        tmp_path,
+        raw_customers=appended("raw_customers", "9001,max@email.com,Max,Value,US,2023-01-01"),
+        raw_products=appended("raw_products", f"9101,Costly,Electronics,{MAX_MONEY},0.01"),
+        raw_orders=appended(
+            "raw_orders",
+            f"90001,9001,2023-03-01,completed,{MAX_MONEY}",
+            f"90002,9001,2023-04-01,completed,{MAX_MONEY}",
+        ),
+        raw_order_items=appended(
+            "raw_order_items",
+            f"900001,90001,9101,{MAX_QUANTITY},{MAX_MONEY}",
+            f"900002,90001,9101,{MAX_QUANTITY},{MAX_MONEY}",
+            f"900003,90002,9101,1,{MAX_MONEY}",
+        ),
+    )
+    wh = make_warehouse(tmp_path, directory)
+    result = wh.run()
+    assert result.success, step_error(result)
+    failed = [
+        e.check_name for e in result.get_asset_check_evaluations() if not e.passed and e.severity.value == "ERROR"
+    ]
+    assert failed == []
+    assert wh.scalar("select count(*) from staging.stg_rejected_rows") == 0
+    line, shipping = Decimal(MAX_QUANTITY) * Decimal(MAX_MONEY), Decimal(MAX_MONEY)
+    totals = [2 * line + shipping, Decimal(MAX_MONEY) + shipping]
+    assert wh.query("select order_total from intermediate.int_customer_orders where customer_id = 9001 order by 1") == [
+        (min(totals),),
+        (max(totals),),
+    ]
+    assert wh.scalar("select monetary_value from marts.fct_customer_metrics where customer_id = 9001") == sum(totals)
+    volatility = wh.scalar("select order_value_volatility from ml.ml_customer_features where customer_id = 9001")
+    assert math.isclose(volatility, float(abs(totals[0] - totals[1])) / math.sqrt(2), rel_tol=1e-9)
+    assert wh.scalar("select revenue from intermediate.int_product_metrics where product_id = 9101") == (
+        2 * line + Decimal(MAX_MONEY)
+    )

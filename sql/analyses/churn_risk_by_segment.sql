@@ -18,7 +18,7 @@ select
     count(*) as customer_count,
     -- avg() of decimals is a double: back to decimal before rounding, so a half cent rounds
     -- up like in the sums (308.895 -> 308.90, where the double 308.8949... would give 308.89).
-    round(avg(monetary_value)::decimal(18, 4), 2) as avg_value,
+    round(avg(monetary_value)::decimal(38, 4), 2) as avg_value,
     round(avg(recency_days), 1) as avg_recency
 from customer_segments
 group by customer_segment, churn_risk

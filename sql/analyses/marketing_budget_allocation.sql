@@ -24,7 +24,7 @@ segment_value as (
         customer_segment,
         count(*) as customer_count,
         sum(predicted_clv_12m) as total_predicted_value,
-        avg(predicted_clv_12m)::decimal(18, 4) as avg_predicted_clv
+        avg(predicted_clv_12m)::decimal(38, 4) as avg_predicted_clv
     from customer_segments
     group by customer_segment
 )
@@ -35,6 +35,6 @@ select
     round(total_predicted_value, 2) as total_predicted_value,
     round(avg_predicted_clv, 2) as avg_predicted_clv,
     round(total_predicted_value * 0.10, 2) as suggested_marketing_budget,
-    round((total_predicted_value * 0.10 / nullif(customer_count, 0))::decimal(18, 4), 2) as budget_per_customer
+    round((total_predicted_value * 0.10 / nullif(customer_count, 0))::decimal(38, 4), 2) as budget_per_customer
 from segment_value
 order by suggested_marketing_budget desc, customer_segment

@@ -17,7 +17,7 @@ select
     count(*) as customer_count,
     -- avg() of decimals is a double: back to decimal before rounding, so a half cent rounds
     -- up like in the sums (308.895 -> 308.90, where the double 308.8949... would give 308.89).
-    round(avg(monetary_value)::decimal(18, 4), 2) as avg_value
+    round(avg(monetary_value)::decimal(38, 4), 2) as avg_value
 from customer_metrics
 group by recency_score, frequency_score
 order by recency_score desc, frequency_score desc

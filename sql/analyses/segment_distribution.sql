@@ -30,8 +30,8 @@ select
     sum(monetary_value) as total_revenue,
     -- avg() of decimals is a double: back to decimal before rounding, so a half cent rounds
     -- up like in the sums (308.895 -> 308.90, where the double 308.8949... would give 308.89).
-    round(avg(monetary_value)::decimal(18, 4), 2) as avg_customer_value,
-    round(avg(predicted_clv_12m)::decimal(18, 4), 2) as avg_predicted_clv,
+    round(avg(monetary_value)::decimal(38, 4), 2) as avg_customer_value,
+    round(avg(predicted_clv_12m)::decimal(38, 4), 2) as avg_predicted_clv,
     round(sum(predicted_clv_12m), 2) as total_predicted_value
 from customer_segments
 group by customer_segment

@@ -13,7 +13,6 @@ columns:
     checks: [unique, not_null]
   orders_count: {description: Number of completed orders}
   order_total_sum: {description: Sum of the completed orders' totals (shipping included)}
-  order_total_squares: {description: "Sum of the squared order totals: the order value volatility without a pass over the orders"}
   min_order_total: {description: Smallest completed order total}
   max_order_total: {description: Largest completed order total}
   first_order_date: {description: First completed order date}
@@ -23,7 +22,6 @@ select
     customer_id,
     count(*) as orders_count,
     sum(order_total) as order_total_sum,
-    sum(order_total * order_total) as order_total_squares,
     min(order_total) as min_order_total,
     max(order_total) as max_order_total,
     min(order_date) as first_order_date,

@@ -49,8 +49,9 @@ select
     o.customer_id,
     o.order_date,
     o.shipping_cost,
-    cast(coalesce(i.order_subtotal, 0) as decimal(18, 2)) as order_subtotal,
-    cast(coalesce(i.order_subtotal, 0) + o.shipping_cost as decimal(18, 2)) as order_total,
+    -- 38 digits: the most order lines of the largest legal quantity and unit price still add up.
+    cast(coalesce(i.order_subtotal, 0) as decimal(38, 2)) as order_subtotal,
+    cast(coalesce(i.order_subtotal, 0) + o.shipping_cost as decimal(38, 2)) as order_total,
     coalesce(i.items_count, 0) as items_count
 from orders as o
 left join item_totals as i on o.order_id = i.order_id

@@ -62,19 +62,20 @@ recent_orders as (
     group by customer_id
 ),
 
--- The sample standard deviation from exact decimal sums: n * sum(x^2) - sum(x)^2 has no rounding
--- before the one division. The gaps between consecutive orders add up to last - first, so their
--- average is (last - first) / (orders - 1), exactly what averaging each gap gives.
+-- In doubles: a sum of squared order totals overflows any decimal for legal totals (up to 10^27),
+-- and a double sum in a maintained table would differ from its full rebuild in the last bit.
+order_volatility as (
+    select customer_id, stddev_samp(order_total::double) as order_value_volatility
+    from intermediate.int_customer_orders
+    group by customer_id
+),
+
+-- The gaps between consecutive orders add up to last - first, so their average is
+-- (last - first) / (orders - 1), exactly what averaging each gap gives.
 customer_behavior as (
     select
         s.customer_id,
-        case
-            when s.orders_count >= 2 then
-                sqrt(
-                    (s.orders_count * s.order_total_squares - s.order_total_sum * s.order_total_sum)::double
-                    / (s.orders_count * (s.orders_count - 1))
-                )
-        end as order_value_volatility,
+        v.order_value_volatility,
         s.max_order_total as max_order_value,
         s.min_order_total as min_order_value,
         datediff('day', s.first_order_date, s.last_order_date) / nullif(s.orders_count - 1, 0) as avg_days_between_orders,
@@ -84,6 +85,7 @@ customer_behavior as (
         end as order_trend_ratio
     from customer_stats as s
     left join recent_orders as r on s.customer_id = r.customer_id
+    left join order_volatility as v on s.customer_id = v.customer_id
 )
 
 select

@@ -56,6 +56,8 @@ select
     product_id,
     quantity,
     unit_price,
-    cast(quantity * unit_price as decimal(18, 2)) as line_total,
+    -- The largest legal quantity (integer) times the largest legal unit price (decimal(18, 2))
+    -- needs 28 digits: every raw value the types accept gives a line total.
+    quantity * cast(unit_price as decimal(38, 2)) as line_total,
     _loaded_at as loaded_at
 from source

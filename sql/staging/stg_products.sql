@@ -32,6 +32,7 @@ select
     cost_price,
     list_price,
     cast(list_price - cost_price as decimal(18, 2)) as profit_margin,
-    cast((list_price - cost_price) / nullif(list_price, 0) * 100 as decimal(18, 2)) as profit_margin_pct,
+    -- A cost far above a list price of a cent is a margin of up to -10^20 percent: 38 digits hold it.
+    cast((list_price - cost_price) / nullif(list_price, 0) * 100 as decimal(38, 2)) as profit_margin_pct,
     _loaded_at as loaded_at
 from source
