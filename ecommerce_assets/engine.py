@@ -432,7 +432,7 @@ def run_checks(run: Run, model: Model, checks: list[CheckDecl]) -> list[Checked]
     cur = run.cursor()
     results = []
     pending = run.publication.relations.get(model.name)
-    if pending is not None and pending.kind == "table":
+    if pending is not None and pending.from_scratch:
         # Built from scratch by this run's own SQL: what equals_full_rebuild would rebuild and
         # compare with is this very statement, on the same inputs (a full build's table rows are
         # equal by construction), so the whole-table scan it costs proves nothing.

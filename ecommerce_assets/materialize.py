@@ -103,6 +103,7 @@ def build_model(run: Run, cur: duckdb.DuckDBPyConnection, model: Model, exists: 
         counts = cur.execute(incremental_counts_sql(model, pending.built)).fetchone()
         metadata |= dict(zip(INCREMENTAL_COUNTS, counts, strict=True))
     else:
+        pending = replace(pending, from_scratch=True)
         statement = create_statement(model, pending.built, sql)
         _execute(cur, statement, model, sql)
     metadata["sql"] = statement

@@ -52,6 +52,9 @@ class Pending:
     where: str = ""
     version: str = ""
     inputs: str = ""  # the run's variables the relation was built from, e.g. its analysis date
+    # Built by the model's own SQL alone (no previous rows merged or maintained): equal to a full
+    # rebuild by construction.
+    from_scratch: bool = False
 
     @property
     def built(self) -> str:
