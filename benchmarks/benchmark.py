@@ -1,37 +1,64 @@
-"""Benchmark: the whole graph through the Dagster CLI against the same SQL in one plain DuckDB connection.
+"""Benchmark: the daily job through the Dagster CLI against its SQL without Dagster, the seed's SQL, dbt and dagster-dbt.
 
     python -m benchmarks.benchmark --customers 1000000 --repeat 3 [--workdir DIR] [--format csv|parquet] [--keep]
-        [--seed-scope | --select SELECTION]
+        [--seed-scope | --select SELECTION] [--dbt PATH | --no-dbt] [--dbt-project DIR]
 
-Generates the data once (a marker file in <workdir>/data skips that next time), then each repeat runs,
-in alternating order, three subprocesses on a fresh DuckDB file:
+Generates the data once (raw_*.csv or .parquet files in <workdir>/data; a marker file there skips
+that next time), then each repeat runs, in alternating order, these subprocesses, each on a fresh
+DuckDB file:
 
-- dagster: `dagster asset materialize -m ecommerce_assets.definitions --select '*'` (every asset and
-  check, one step, up to ECOMMERCE_CONCURRENCY statements at a time) with DAGSTER_HOME in the
-  workdir; per-asset times are read back from the instance (`duration_s` of each asset's latest
-  materialization, check times from the event timestamps).
+- dagster: `dagster job execute -m ecommerce_assets.definitions -j warehouse_job`, the job the daily
+  schedule runs (every asset and check but the churn model's weekly training; churn_scores skips, as
+  no model is trained: <workdir>/output starts empty), one step for the warehouse, up to
+  ECOMMERCE_CONCURRENCY statements at a time, with DAGSTER_HOME in the workdir; per-asset times are
+  read back from the instance's latest run (`duration_s` of each asset's materialization, check
+  times from the event timestamps). With --select/--seed-scope: `dagster asset materialize --select
+  <those assets>`.
 - floor: this module with `--floor`: the project's own engine (`engine.execute`: planner, raw loads,
   materializations, exports, table stats, checks) one statement at a time, with the resource's
   memory_limit/threads and no Dagster. Charts are not SQL: the floor does not draw them.
 - seed (CSV data only): `seed_baseline`, the seed tutorial's own SQL (its 4 loads, 11 models and 23
   tests, made to run on DuckDB) with the same settings: what the project is asked to beat.
+- dbt build (CSV data only, when dbt is found: --dbt, else `dbt` on PATH, else /opt/dbt-venv/bin/dbt;
+  --no-dbt skips it): the seed's dbt project (benchmarks/dbt_seed, or --dbt-project: the seed SQL's
+  models and tests for dbt-duckdb, its profile with the dev target's settings: 2 threads, 2GB) by
+  `dbt build` on the same files. A `dbt parse` into the run's own target folder prepares the
+  manifest and partial parse before the timed build (its time is reported apart), as for dagster-dbt.
+- dagster-dbt (the same, when the dbt's folder also has dagster and dagster-dbt): the same project
+  as Dagster assets (benchmarks/dagster_dbt_seed.py: DbtProject, @dbt_assets, DbtCliResource, `dbt
+  build` streamed) by `<dbt's folder>/dagster asset materialize -f benchmarks/dagster_dbt_seed.py
+  --select '*'` in the dbt venv's own Python, with a DAGSTER_HOME of its own in the workdir and its
+  manifest prepared by `dbt parse` before the timed run, as a deployment ships one.
+
+dbt is no dependency of the project: a venv of its own keeps its pins away from ours:
+    python3 -m venv /opt/dbt-venv && /opt/dbt-venv/bin/pip install dbt-duckdb 'dbt-core<1.12' \
+        dagster-dbt 'dagster==1.13.*' duckdb==<ours>
+(dbt-core 1.12 needs a parser that its build downloads from GitHub; the same DuckDB keeps the engine
+out of the comparison, and the same Dagster keeps Dagster's own version out of it.) The seed's
+failing tests count as WARN there (see its dbt_project.yml). A failed dbt or dagster-dbt run is
+recorded as FAILED with the tail of its log and the benchmark goes on; a failed dagster, floor or
+seed run stops it.
 
 `--seed-scope` runs dagster and floor on what the seed's SQL builds (its 4 raw loads and 11 models,
 with their checks), to compare like with like; `--select` on any Dagster asset selection that
-includes its upstream assets (every run starts from an empty DuckDB file), without the seed.
+includes its upstream assets (every run starts from an empty DuckDB file), without the seed and dbt.
 
 Peak memory is polled from /proc every 50 ms (psutil is not installed) two ways: the sum of RSS over
 the subprocess and all its descendants, and the largest single process's own high-water mark (VmHWM).
-The report is printed and written to <workdir>/report.json. Without --keep, the data, the
-DuckDB files and DAGSTER_HOME are deleted at the end; report.json stays.
+The report (every contender's wall times side by side, and dagster's ratio to each other one, of the
+medians and per repeat) is printed and written to <workdir>/report.json. Without --keep, the data,
+the DuckDB files, the dbt targets and the DAGSTER_HOMEs are deleted at the end; report.json stays,
+and so do the logs of failed dbt and dagster-dbt runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -40,6 +67,7 @@ import tempfile
 import threading
 import time
 import types
+from collections import Counter
 from pathlib import Path
 
 # Only the standard library up here: the --floor subprocess must not pay for importing dagster.
@@ -48,6 +76,14 @@ SEED = 42
 ROOT = Path(__file__).resolve().parent.parent
 POLL_S = 0.05
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# The first line of measure's SystemExit message.
+FAILED = re.compile(r"FAILED \(exit (-?\d+)\)")
+DBT_PROJECT = Path(__file__).with_name("dbt_seed")
+DBT_VENV = Path("/opt/dbt-venv/bin/dbt")
+DBT_SUMMARY = re.compile(r"Done\. PASS=\d+ .*TOTAL=\d+")
+DAGSTER_DBT_DEFS = Path(__file__).with_name("dagster_dbt_seed.py")
+# The contenders that run the dbt project, none of the project's SQL files.
+DBT_CONTENDERS = ("dbt build", "dagster-dbt")
 
 
 # --- data -------------------------------------------------------------------------------------------
@@ -171,9 +207,14 @@ def sql_fingerprint() -> str:
 
 
 def fresh_db(path: Path) -> None:
-    for p in (path, Path(f"{path}.wal"), Path(f"{path}.lock")):
-        p.unlink(missing_ok=True)
-    shutil.rmtree(f"{path}.tmp", ignore_errors=True)
+    """No DuckDB file at `path`, nor its readers' copy (the Dagster resource's serving copy: the next run's
+    copy must be a new one each time, not an update of the previous run's)."""
+    from ecommerce_assets.publish import serving_path
+
+    for db in (path, serving_path(str(path))):
+        for p in (db, Path(f"{db}.wal"), Path(f"{db}.lock")):
+            p.unlink(missing_ok=True)
+        shutil.rmtree(f"{db}.tmp", ignore_errors=True)
 
 
 def env_for(workdir: Path, db: Path, data_dir: Path) -> dict[str, str]:
@@ -195,15 +236,10 @@ def run_dagster(workdir: Path, data_dir: Path, repeat: int, assets: list[str] | 
     db = workdir / "dagster.duckdb"
     fresh_db(db)
     dagster = str(Path(sys.executable).parent / "dagster")
-    cmd = [
-        dagster,
-        "asset",
-        "materialize",
-        "-m",
-        "ecommerce_assets.definitions",
-        "--select",
-        ",".join(assets) if assets else "*",
-    ]
+    if assets:
+        cmd = [dagster, "asset", "materialize", "-m", "ecommerce_assets.definitions", "--select", ",".join(assets)]
+    else:  # what the daily schedule runs: every asset and check but the churn model's weekly training
+        cmd = [dagster, "job", "execute", "-m", "ecommerce_assets.definitions", "-j", "warehouse_job"]
     result = measure(cmd, env_for(workdir, db, data_dir), workdir, workdir / f"dagster-{repeat}.log")
     result |= dagster_events(workdir / "dagster_home", result["started_at"], result["ended_at"], assets)
     fresh_db(db)
@@ -211,7 +247,8 @@ def run_dagster(workdir: Path, data_dir: Path, repeat: int, assets: list[str] | 
 
 
 def dagster_events(home: Path, started_at: float, ended_at: float, assets: list[str] | None) -> dict:
-    """Per-asset duration_s and rows, per-asset check time and outcome, and the run's timeline."""
+    """Per-asset duration_s and rows, per-asset check time and outcome, and the run's timeline, from the
+    latest run in `home` (the CLI's, which must have started after `started_at`)."""
     os.environ["DAGSTER_HOME"] = str(home)
     import dagster as dg
 
@@ -248,15 +285,20 @@ def dagster_events(home: Path, started_at: float, ended_at: float, assets: list[
             if asset in assets:  # from the asset's materialization event to its last check's event
                 assets[asset]["checks_s"] = e.timestamp - assets[asset]["materialized_at"]
     T = dg.DagsterEventType
+    # A job runs a step per op (the warehouse, churn_scores): from the first one's start to the last one's end.
+    starts = [e.timestamp for e in logs if e.dagster_event and e.dagster_event.event_type == T.STEP_START]
+    ends = [e.timestamp for e in logs if e.dagster_event and e.dagster_event.event_type == T.STEP_SUCCESS]
     return {
         "run_id": run.run_id,
+        "job": run.job_name,
+        "steps": len(starts),
         "assets": assets,
         "checks": checks,
         "timeline": {
             "cli_start_to_run_start_s": at[T.RUN_START] - started_at,
-            "run_start_to_step_start_s": at[T.STEP_START] - at[T.RUN_START],
-            "step_s": at[T.STEP_SUCCESS] - at[T.STEP_START],
-            "step_end_to_cli_exit_s": ended_at - at[T.STEP_SUCCESS],
+            "run_start_to_step_start_s": min(starts) - at[T.RUN_START],
+            "step_s": max(ends) - min(starts),
+            "step_end_to_cli_exit_s": ended_at - max(ends),
         },
     }
 
@@ -394,6 +436,141 @@ def seed(spec: dict) -> None:
     )
 
 
+# --- dbt and dagster-dbt -----------------------------------------------------------------------------
+
+
+def find_dbt(given: str | None) -> str | None:
+    """--dbt, else dbt on PATH, else the venv the docstring installs it into."""
+    if given:
+        return given
+    return shutil.which("dbt") or (str(DBT_VENV) if os.access(DBT_VENV, os.X_OK) else None)
+
+
+def dbt_env(data_dir: Path, db: Path, target: Path, logs: Path) -> dict[str, str]:
+    """The environment of a dbt command on the seed's project: the folder of its raw_*.csv files, its
+    DuckDB file, and where dbt writes its artifacts and its log."""
+    return dict(
+        os.environ,
+        DBT_SEED_DATA_DIR=str(data_dir),
+        DBT_DUCKDB_PATH=str(db),
+        # dbt writes target/ and logs/ into the project by default: keep the source tree clean.
+        DBT_TARGET_PATH=str(target),
+        DBT_LOG_PATH=str(logs),
+        # No network but the package registries: tracking would only add its timeouts to the time.
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+        # The log is a file: colour codes would only get in the way of reading it and DBT_SUMMARY.
+        DBT_USE_COLORS="false",
+    )
+
+
+def dbt_command(dbt: str, command: str, project: Path) -> list[str]:
+    return [dbt, command, "--project-dir", str(project), "--profiles-dir", str(project)]
+
+
+def dbt_summary(log: Path) -> str | None:
+    """dbt's own last count line in `log` ("Done. PASS=.. WARN=.. ERROR=.. SKIP=.. NO-OP=.. TOTAL=..")."""
+    found = DBT_SUMMARY.findall(log.read_text(errors="replace")) if log.exists() else []
+    return found[-1] if found else None
+
+
+def find_dagster_dbt(dbt: str) -> tuple[str | None, str]:
+    """The dagster CLI beside `dbt` (its venv's), if that venv's Python has dagster-dbt; else why not."""
+    for folder in dict.fromkeys((Path(dbt).parent, Path(dbt).resolve().parent)):
+        dagster, python = folder / "dagster", folder / "python"
+        if os.access(dagster, os.X_OK) and os.access(python, os.X_OK):
+            found = subprocess.run(
+                [str(python), "-c", "import dagster, dagster_dbt; print(dagster.__version__)"],
+                env=foreign_python_env(folder),
+                capture_output=True,
+                text=True,
+            )
+            if found.returncode == 0:
+                return str(dagster), f"dagster {found.stdout.strip()} with dagster-dbt in {folder}"
+            return None, f"{python} has no dagster-dbt ({found.stderr.strip().splitlines()[-1:]})"
+    return None, f"no dagster and python beside {dbt}"
+
+
+def foreign_python_env(bin_dir: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """`env` (default: ours) for another venv's programs: its bin/ first on PATH, as if activated
+    (DbtCliResource runs the `dbt` it finds there), and nothing of this repo or our venv on sys.path."""
+    env = dict(os.environ if env is None else env)
+    for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+        env.pop(name, None)
+    env["PATH"] = os.pathsep.join([str(bin_dir), *(p for p in env.get("PATH", "").split(os.pathsep) if p)])
+    return env
+
+
+def measure_or_fail(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> dict:
+    """`measure`, but a failure is returned, not raised: {"exit_code", "error" (the log's tail), "log"}.
+    For the runs the project is compared with (dbt, dagster-dbt): theirs must not lose the other runs."""
+    try:
+        return measure(cmd, env, cwd, log_path) | {"exit_code": 0}
+    except SystemExit as failed:
+        code = FAILED.match(str(failed.code))
+        return {"exit_code": int(code[1]) if code else None, "error": str(failed.code), "log": str(log_path)}
+
+
+def dbt_results(target: Path, since: float) -> dict:
+    """What the newest run_results.json under `target` written since `since` says: dbt's own elapsed
+    time, its nodes' statuses and times, and each test as a check (WARN counts as failed)."""
+    found = [p for p in target.rglob("run_results.json") if p.stat().st_mtime >= since]
+    if not found:
+        return {"checks": {}}
+    results = json.loads(max(found, key=lambda p: p.stat().st_mtime).read_text())
+    nodes = results["results"]
+    return {
+        "dbt_elapsed_s": results["elapsed_time"],
+        "dbt_statuses": dict(Counter(str(n["status"]) for n in nodes)),
+        "dbt_nodes_s": {n["unique_id"]: n["execution_time"] for n in nodes},
+        "checks": {
+            n["unique_id"].split(".")[2]: {"passed": n["status"] == "pass", "failing": n.get("failures")}
+            for n in nodes
+            if n["unique_id"].startswith("test.")
+        },
+    }
+
+
+def run_dbt(dbt: str, project: Path, workdir: Path, data_dir: Path, repeat: int, assets: list[str] | None) -> dict:
+    """`dbt build` of the seed's project (always its whole scope) on a fresh DuckDB file."""
+    base = workdir / f"dbt-{repeat}"
+    env = dbt_env(data_dir, workdir / "dbt.duckdb", base / "target", base / "logs")
+    return _prepared(dbt_command(dbt, "parse", project), dbt_command(dbt, "build", project), env, workdir, base)
+
+
+def run_dagster_dbt(
+    dagster: str, dbt: str, project: Path, workdir: Path, data_dir: Path, repeat: int, assets: list[str] | None
+) -> dict:
+    """The seed's project through dagster-dbt (benchmarks/dagster_dbt_seed.py), run by the dbt venv's
+    dagster CLI with a DAGSTER_HOME of its own, on a fresh DuckDB file."""
+    base = workdir / f"dagster-dbt-{repeat}"
+    env = foreign_python_env(
+        Path(dagster).parent, dbt_env(data_dir, workdir / "dagster-dbt.duckdb", base / "target", base / "logs")
+    )
+    env |= {"DAGSTER_HOME": str(workdir / "dagster_dbt_home"), "DBT_SEED_PROJECT_DIR": str(project)}
+    cmd = [dagster, "asset", "materialize", "-f", str(DAGSTER_DBT_DEFS), "--select", "*"]
+    return _prepared(dbt_command(dbt, "parse", project), cmd, env, workdir, base)
+
+
+def _prepared(parse: list[str], cmd: list[str], env: dict[str, str], workdir: Path, base: Path) -> dict:
+    """`dbt parse` into the run's own target folder (DBT_TARGET_PATH: the manifest and partial parse a
+    deployment ships), then `cmd`, timed; each on a fresh DuckDB file. A failure of either is returned."""
+    db = Path(env["DBT_DUCKDB_PATH"])
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    fresh_db(db)
+    prepared = measure_or_fail(parse, env, workdir, base / "parse.log")
+    fresh_db(db)
+    if prepared["exit_code"] != 0:
+        return prepared | {"stage": "dbt parse", "dir": str(base)}
+    log = workdir / f"{base.name}.log"
+    started = time.time()
+    result = measure_or_fail(cmd, env, workdir, log) | {"prepare_s": prepared["wall_s"], "log": str(log)}
+    fresh_db(db)
+    if result["exit_code"] != 0:
+        return result | {"stage": "run", "dir": str(base)}
+    return result | dbt_results(Path(env["DBT_TARGET_PATH"]), started) | {"summary": dbt_summary(log)}
+
+
 # --- report -----------------------------------------------------------------------------------------
 
 
@@ -430,9 +607,25 @@ def summarize(args, rows: dict, settings, runs: dict[str, list[dict]]) -> dict:
         ({"asset": a, "kind": k, "what": w, "median_s": med(v)} for (a, k, w), v in statements.items()),
         key=lambda s: -s["median_s"],
     )
-    walls = {k: [r["wall_s"] for r in v] for k, v in runs.items()}
+    # dbt's and dagster-dbt's failed runs have no times: only the runs that succeeded count.
+    ok = {k: [r for r in v if "wall_s" in r] for k, v in runs.items()}
+    ok = {k: v for k, v in ok.items() if v}
+    walls = {k: [r["wall_s"] for r in v] for k, v in ok.items()}
     failed = {
-        kind: sorted({name for r in runs[kind] for name, c in r["checks"].items() if not c["passed"]}) for kind in runs
+        kind: sorted({name for r in ok[kind] for name, c in r["checks"].items() if not c["passed"]}) for kind in ok
+    }
+    # Each repeat runs the contenders back to back, so a repeat's own ratio shows the noise.
+    by_repeat = {k: {r["repeat"]: r["wall_s"] for r in v} for k, v in ok.items()}
+    ratios = {
+        k: {
+            "median": med(walls["dagster"]) / med(walls[k]) if k in walls else None,
+            "per_repeat": [
+                by_repeat["dagster"][i] / by_repeat[k][i] if i in by_repeat.get(k, {}) else None
+                for i in range(args.repeat)
+            ],
+        }
+        for k in runs
+        if k != "dagster"
     }
     return {
         "customers": args.customers,
@@ -448,23 +641,46 @@ def summarize(args, rows: dict, settings, runs: dict[str, list[dict]]) -> dict:
         },
         "raw_rows": rows,
         "assets": assets,
+        "contenders": list(runs),
         "wall_s": {k: {"median": med(v), "min": min(v), "max": max(v), "all": v} for k, v in walls.items()},
-        "cpu_s": {k: med([r["cpu_s"] for r in v]) for k, v in runs.items()},
-        "others_cores": {k: [round(r["others_cores"], 2) for r in v] for k, v in runs.items()},
-        "ratio_dagster_over_floor": med(walls["dagster"]) / med(walls["floor"]),
-        # Each repeat runs the contenders back to back, so a repeat's own ratio shows the noise.
-        "ratio_dagster_over_floor_per_repeat": [d / f for d, f in zip(walls["dagster"], walls["floor"], strict=True)],
-        "ratio_dagster_over_seed": med(walls["dagster"]) / med(walls["seed"]) if "seed" in walls else None,
+        "wall_s_per_repeat": {k: [by_repeat[k].get(i) for i in range(args.repeat)] for k in ok},
+        "failed_runs": {
+            k: [{f: r.get(f) for f in ("repeat", "exit_code", "stage", "log", "dir")} for r in v if "wall_s" not in r]
+            for k, v in runs.items()
+            if len(v) > len(ok.get(k, []))
+        },
+        "cpu_s": {k: med([r["cpu_s"] for r in v]) for k, v in ok.items()},
+        "others_cores": {k: [round(r["others_cores"], 2) for r in v] for k, v in ok.items()},
+        # dagster's wall time over each other contender's: of the medians, and per repeat (None where either failed).
+        "ratio_dagster_over": ratios,
+        "ratio_dagster_over_floor": ratios["floor"]["median"],
+        "ratio_dagster_over_floor_per_repeat": ratios["floor"]["per_repeat"],
+        "ratio_dagster_over_seed": ratios["seed"]["median"] if "seed" in ratios else None,
+        "dbt": {
+            k: {
+                # `dbt parse` before the timed run; dbt's own elapsed_time (run_results.json) within it.
+                "parse_s": med([r["prepare_s"] for r in ok[k]]),
+                "dbt_elapsed_s": med([r["dbt_elapsed_s"] for r in ok[k] if "dbt_elapsed_s" in r])
+                if any("dbt_elapsed_s" in r for r in ok[k])
+                else None,
+                "statuses": ok[k][-1].get("dbt_statuses"),
+                "summary": ok[k][-1].get("summary"),
+            }
+            for k in DBT_CONTENDERS
+            if k in ok
+        },
         "seed_breakdown_s": {
             f"{kind}s": med([sum(st["s"] for st in r["statements"] if st["kind"] == kind) for r in runs["seed"]])
             for kind in ("setup", "load", "model", "test")
         }
         if "seed" in runs
         else None,
-        "peak_tree_rss": {k: max(r["peak_tree_rss"] for r in v) for k, v in runs.items()},
-        "max_single_rss": {k: max(r["max_single_rss"] for r in v) for k, v in runs.items()},
-        "processes_in_tree": {k: max(r["processes"] for r in v) for k, v in runs.items()},
+        "peak_tree_rss": {k: max(r["peak_tree_rss"] for r in v) for k, v in ok.items()},
+        "max_single_rss": {k: max(r["max_single_rss"] for r in v) for k, v in ok.items()},
+        "processes_in_tree": {k: max(r["processes"] for r in v) for k, v in ok.items()},
         "dagster_timeline_s": {k: med([r["timeline"][k] for r in dag]) for k in dag[0]["timeline"]},
+        "dagster_job": dag[-1]["job"],
+        "dagster_steps": dag[-1]["steps"],
         "dagster_checks_evaluated": len(dag[-1]["checks"]),
         "floor_breakdown_s": {
             "python start/exit + imports": med([r["wall_s"] - r["in_process_s"] + r["imports_s"] for r in flo]),
@@ -476,7 +692,9 @@ def summarize(args, rows: dict, settings, runs: dict[str, list[dict]]) -> dict:
         },
         "floor_slowest_statements": slowest[:12],
         "failed_checks": failed,
-        "sql_fingerprints": sorted({r["sql_fingerprint"] for v in runs.values() for r in v}),
+        "sql_fingerprints": sorted(
+            {r["sql_fingerprint"] for k, v in runs.items() if k not in DBT_CONTENDERS for r in v}
+        ),
         "runs": runs,
     }
 
@@ -489,11 +707,15 @@ def render(s: dict) -> str:
         return f"{v / 2**20:,.0f} MB"
 
     d = s["duckdb"]
+    dbt = any(k in DBT_CONTENDERS for k in s["contenders"])
     out = [
         f"ecommerce-assets benchmark: {s['customers']:,} customers, {s['format']}, seed {s['seed']}, "
         f"{s['repeat']} repeat(s); DuckDB memory_limit={d['memory_limit']} threads={d['threads']} on {d['cores']} cores",
-        f"dagster runs up to {d['concurrency']} statements at a time (ECOMMERCE_CONCURRENCY); floor and seed run one at a time",
-        f"dagster and floor build {s['scope']}; the seed, where it runs, its own 4 loads, 11 models and 23 tests",
+        f"dagster runs up to {d['concurrency']} statements at a time (ECOMMERCE_CONCURRENCY); floor and seed run one at a time"
+        + ("; dbt build and dagster-dbt the dbt profile's threads (2 in benchmarks/dbt_seed)" if dbt else ""),
+        f"dagster ({s['dagster_job']}, {s['dagster_steps']} step(s)) and floor build {s['scope']}; "
+        + ("the seed, dbt build and dagster-dbt" if dbt else "the seed")
+        + ", where they run, the seed's own 4 loads, 11 models and 23 tests",
         "",
         "rows per raw table: " + ", ".join(f"{k} {v:,}" for k, v in s["raw_rows"].items()),
         "",
@@ -516,18 +738,34 @@ def render(s: dict) -> str:
         "   Dagster's event writes and, with concurrency, the statements running beside them. floor: the same",
         "   engine, one statement at a time, no charts: the time up to each asset's build and check events.)",
         "",
-        f"total wall time (s)   {'median':>8} {'min':>8} {'max':>8}   cpu s (median)   cores used by other processes, per run",
+        f"total wall time (s)   {'median':>8} {'min':>8} {'max':>8}   {'per repeat':<{8 * s['repeat']}}"
+        "   cpu s (median)   cores used by other processes, per run",
     ]
-    for k, w in s["wall_s"].items():
+    for k in s["contenders"]:
+        each = " ".join(f"{'FAILED' if v is None else f'{v:.2f}':>7}" for v in s["wall_s_per_repeat"].get(k, []))
+        if k not in s["wall_s"]:
+            out.append(f"  {k:<20}{'FAILED':>8} {'':>8} {'':>8}   {'FAILED, every repeat'}")
+            continue
+        w = s["wall_s"][k]
         out.append(
-            f"  {k:<20}{w['median']:>8.2f} {w['min']:>8.2f} {w['max']:>8.2f}   {s['cpu_s'][k]:>14.1f}   "
-            + " ".join(f"{c:.2f}" for c in s["others_cores"][k])
+            f"  {k:<20}{w['median']:>8.2f} {w['min']:>8.2f} {w['max']:>8.2f}   {each:<{8 * s['repeat']}}"
+            f"   {s['cpu_s'][k]:>14.1f}   " + " ".join(f"{c:.2f}" for c in s["others_cores"][k])
         )
+
+    def ratio(v):
+        return "FAILED" if v is None else f"{v:.2f}x"
+
     out += [
-        f"  ratio dagster/floor (medians): {s['ratio_dagster_over_floor']:.2f}x"
-        + (f", dagster/seed: {s['ratio_dagster_over_seed']:.2f}x" if s["ratio_dagster_over_seed"] else "")
-        + "; dagster/floor per repeat: "
-        + " ".join(f"{r:.2f}x" for r in s["ratio_dagster_over_floor_per_repeat"]),
+        f"  ratio dagster/{k} (medians): {ratio(r['median'])}; dagster/{k} per repeat: "
+        + " ".join(ratio(v) for v in r["per_repeat"])
+        for k, r in s["ratio_dagster_over"].items()
+    ]
+    for k, f in s["failed_runs"].items():
+        out += [
+            f"  {k} FAILED in repeat {r['repeat'] + 1} at {r['stage']} (exit {r['exit_code']}); log: {r['log']}"
+            for r in f
+        ]
+    out += [
         "",
         "dagster wall, median s: "
         + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f}" for k, v in s["dagster_timeline_s"].items()),
@@ -540,6 +778,12 @@ def render(s: dict) -> str:
             ]
             if s["seed_breakdown_s"]
             else []
+        ),
+        *(
+            f"{k} wall, median s: dbt's own elapsed_time {sec(b['dbt_elapsed_s'])} of it, after a dbt parse "
+            f"(not timed) of {sec(b['parse_s'])}; the last run's nodes: "
+            + (", ".join(f"{n} {c}" for n, c in sorted(b["statuses"].items())) if b["statuses"] else "no run_results")
+            for k, b in s["dbt"].items()
         ),
         "",
         "peak memory, max over repeats   process tree (sum of RSS, /proc every 50 ms)   largest process (VmHWM)",
@@ -603,13 +847,21 @@ def main(argv=None) -> None:
     parser.add_argument("--workdir", help="default: <tmp>/ecommerce-bench-<customers>")
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--keep", action="store_true", help="keep the data, DuckDB files and DAGSTER_HOME")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the data, DuckDB files, dbt targets and DAGSTER_HOMEs"
+    )
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
         "--seed-scope", action="store_true", help="dagster and floor build only what the seed's SQL builds"
     )
     scope.add_argument(
-        "--select", help="Dagster asset selection for dagster and floor, with its upstream assets; no seed run"
+        "--select", help="Dagster asset selection for dagster and floor, with its upstream assets; no seed nor dbt run"
+    )
+    dbt = parser.add_mutually_exclusive_group()
+    dbt.add_argument("--dbt", help=f"the dbt executable (default: dbt on PATH, else {DBT_VENV} if there)")
+    dbt.add_argument("--no-dbt", action="store_true", help="skip dbt build and dagster-dbt even where dbt is installed")
+    parser.add_argument(
+        "--dbt-project", default=str(DBT_PROJECT), help=f"the dbt project they build (default: {DBT_PROJECT})"
     )
     parser.add_argument("--floor", help=argparse.SUPPRESS)  # internal: the floor subprocess
     parser.add_argument("--seed-sql", help=argparse.SUPPRESS)  # internal: the seed's SQL subprocess
@@ -620,6 +872,8 @@ def main(argv=None) -> None:
         return seed(json.loads(args.seed_sql))
     if args.customers is None or args.customers < 0 or args.repeat < 1:
         parser.error("--customers N (>= 0) is required and --repeat must be >= 1")
+    if args.dbt and not os.access(args.dbt, os.X_OK):
+        parser.error(f"--dbt {args.dbt}: not an executable file")
 
     from ecommerce_assets.resources import Settings
 
@@ -628,13 +882,30 @@ def main(argv=None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "data"
     rows = ensure_data(data_dir, args.customers, args.format, args.seed)
-    home = workdir / "dagster_home"
-    home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").touch()
+    home, dbt_home = workdir / "dagster_home", workdir / "dagster_dbt_home"
+    for h in (home, dbt_home):
+        h.mkdir(exist_ok=True)
+        (h / "dagster.yaml").touch()
+    # No churn model from an earlier --keep run: churn_scores skips in every run (the weekly job trains it).
+    shutil.rmtree(workdir / "output", ignore_errors=True)
 
     runners = {"dagster": run_dagster, "floor": run_floor}
     if args.format == "csv" and not args.select:  # the seed's SQL reads CSV files only, and builds its own scope
         runners["seed"] = run_seed
+    dbt = None if args.no_dbt else find_dbt(args.dbt)
+    if args.no_dbt:
+        print("dbt: --no-dbt, dbt build and dagster-dbt skipped", flush=True)
+    elif dbt is None:
+        print(f"dbt: none on PATH nor at {DBT_VENV} (--dbt names one), dbt build and dagster-dbt skipped", flush=True)
+    elif "seed" not in runners:
+        print("dbt: the seed's project reads CSV files and builds its own scope (no --select), skipped", flush=True)
+    else:
+        project = Path(args.dbt_project).resolve()
+        runners["dbt build"] = functools.partial(run_dbt, dbt, project)
+        dagster_dbt, note = find_dagster_dbt(dbt)
+        print(f"dbt: {dbt}; dagster-dbt: {note}" + ("" if dagster_dbt else ", skipped"), flush=True)
+        if dagster_dbt:
+            runners["dagster-dbt"] = functools.partial(run_dagster_dbt, dagster_dbt, dbt, project)
     runs: dict[str, list[dict]] = {kind: [] for kind in runners}
     for i in range(args.repeat):
         order = list(runners)
@@ -642,13 +913,18 @@ def main(argv=None) -> None:
             print(f"repeat {i + 1}/{args.repeat} {kind} ...", end=" ", flush=True)
             sql = sql_fingerprint()
             r = runners[kind](workdir, data_dir, i, assets)
+            r["repeat"] = i
+            # The SQL files as this run read them (the dbt contenders read the dbt project's instead).
             r["sql_fingerprint"] = sql if sql == sql_fingerprint() else "changed during the run"
+            runs[kind].append(r)
+            if "wall_s" not in r:  # dbt's or dagster-dbt's failure: recorded, the other runs go on
+                print(f"FAILED at {r['stage']}, the benchmark goes on\n{r['error']}", flush=True)
+                continue
             print(
                 f"{r['wall_s']:.2f} s (cpu {r['cpu_s']:.1f} s; other processes used {r['others_cores']:.2f} cores),"
                 f" peak {r['peak_tree_rss'] / 2**20:,.0f} MB",
                 flush=True,
             )
-            runs[kind].append(r)
 
     summary = summarize(args, rows, Settings.from_env(env_for(workdir, workdir / "x.duckdb", data_dir)), runs)
     print()
@@ -656,17 +932,23 @@ def main(argv=None) -> None:
     report = workdir / "report.json"
     report.write_text(json.dumps(summary, indent=2, default=str))
     if not args.keep:
+        # The logs of failed dbt and dagster-dbt runs stay: the report names them.
+        kept = {Path(r[k]) for v in runs.values() for r in v if "wall_s" not in r for k in ("log", "dir") if r.get(k)}
         for p in [
             data_dir,
             home,
+            dbt_home,
             workdir / "output",
-            *workdir.glob("dagster-*.log"),
+            *workdir.glob("dagster-*"),
             *workdir.glob("floor-*"),
             *workdir.glob("seed-*"),
+            *workdir.glob("dbt-*"),
         ]:
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+            if p not in kept:
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     print(
-        f"\nreport: {report}" + ("" if args.keep else " (data, databases and DAGSTER_HOME deleted; --keep keeps them)")
+        f"\nreport: {report}"
+        + ("" if args.keep else " (data, databases, dbt targets and DAGSTER_HOMEs deleted; --keep keeps them)")
     )
 
 

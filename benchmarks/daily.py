@@ -22,7 +22,10 @@ DAGSTER_HOME (an ephemeral instance, as in CI):
   --dbt, else `dbt` on PATH, else /opt/dbt-venv/bin/dbt; --no-dbt skips it. dbt is no dependency
   of the project; a venv of its own keeps its pins away from ours: `python3 -m venv /opt/dbt-venv
   && /opt/dbt-venv/bin/pip install dbt-duckdb 'dbt-core<1.12' duckdb==<ours>` (1.12 needs a parser
-  that its build downloads from GitHub; the same DuckDB keeps the engine out of the comparison).
+  that its build downloads from GitHub; the same DuckDB keeps the engine out of the comparison;
+  benchmark.py's docstring adds dagster-dbt for its dagster-dbt run). find_dbt, dbt_env and
+  dbt_command are benchmark.py's, shared with its `dbt build` run, which unlike this one runs a
+  `dbt parse` first.
   The seed's failing tests count as WARN there (see its dbt_project.yml). Unlike the other runs, a
   failed dbt build marks its row FAILED and the benchmark goes on.
 
@@ -46,18 +49,26 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.benchmark import SEED, env_for, measure, run_seed, sql_fingerprint
+from benchmarks.benchmark import (
+    DBT_PROJECT,
+    DBT_VENV,
+    FAILED,
+    SEED,
+    dbt_command,
+    dbt_env,
+    dbt_summary,
+    env_for,
+    find_dbt,
+    measure,
+    run_seed,
+    sql_fingerprint,
+)
 
 # The tables the generator cuts into daily files; raw_products stays one file.
 DAILY = ("raw_customers", "raw_orders", "raw_order_items")
 BASE = "0000_base"
 TARGETS = {"day": 0.3, "rerun": 0.2}
 SUMMARY = re.compile(r"^\d+ assets materialized; .*$", re.MULTILINE)
-# The first line of benchmark.measure's SystemExit message.
-FAILED = re.compile(r"FAILED \(exit (-?\d+)\)")
-DBT_PROJECT = Path(__file__).with_name("dbt_seed")
-DBT_VENV = Path("/opt/dbt-venv/bin/dbt")
-DBT_SUMMARY = re.compile(r"Done\. PASS=\d+ .*TOTAL=\d+")
 
 
 def ensure_source(source: Path, customers: int, fmt: str, seed: int, days: int) -> dict[str, int]:
@@ -141,31 +152,14 @@ def seed_summary(run: dict) -> str:
     )
 
 
-def find_dbt(given: str | None) -> str | None:
-    """--dbt, else dbt on PATH, else the venv the docstring installs it into."""
-    if given:
-        return given
-    return shutil.which("dbt") or (str(DBT_VENV) if os.access(DBT_VENV, os.X_OK) else None)
-
-
 def dbt_build(dbt: str, project: Path, seed_data: Path, workdir: Path, runs: list[dict], on_failure) -> None:
-    """`dbt build` of the seed's project on the seed SQL's files, timed like the other runs."""
+    """`dbt build` of the seed's project on the seed SQL's files, timed like the other runs (cold: no
+    `dbt parse` first, unlike benchmark.py's, which prepares the manifest as for dagster-dbt)."""
     logs = workdir / "logs"
     db = workdir / "warehouse" / "dbt.duckdb"
     db.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(
-        os.environ,
-        DBT_SEED_DATA_DIR=str(seed_data),
-        DBT_DUCKDB_PATH=str(db),
-        # dbt writes target/ and logs/ into the project by default: keep the source tree clean.
-        DBT_TARGET_PATH=str(logs / "dbt-target"),
-        DBT_LOG_PATH=str(logs / "dbt"),
-        # No network but the package registries: tracking would only add its timeouts to the time.
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-        # The log is a file: colour codes would only get in the way of reading it and DBT_SUMMARY.
-        DBT_USE_COLORS="false",
-    )
-    cmd = [dbt, "build", "--project-dir", str(project), "--profiles-dir", str(project)]
+    env = dbt_env(seed_data, db, logs / "dbt-target", logs / "dbt")
+    cmd = dbt_command(dbt, "build", project)
     log = logs / "dbt-build.log"
     try:
         run = timed("dbt build", lambda: measure(cmd, env, workdir, log), runs, on_failure)
@@ -173,8 +167,7 @@ def dbt_build(dbt: str, project: Path, seed_data: Path, workdir: Path, runs: lis
         # dbt is the comparison, not what is benchmarked: its failure must not lose the other runs.
         print(failed.code, flush=True)
         run = runs[-1]
-    found = DBT_SUMMARY.findall(log.read_text(errors="replace")) if log.exists() else []
-    run |= {"summary": found[-1] if found else None, "log": str(log)}
+    run |= {"summary": dbt_summary(log), "log": str(log)}
 
 
 def report(args, rows: dict, days: dict[str, list[Path]], runs: list[dict], sql: list[str]) -> dict:
