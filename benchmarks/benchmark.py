@@ -288,12 +288,19 @@ def dagster_events(home: Path, started_at: float, ended_at: float, assets: list[
     # A job runs a step per op (the warehouse, churn_scores): from the first one's start to the last one's end.
     starts = [e.timestamp for e in logs if e.dagster_event and e.dagster_event.event_type == T.STEP_START]
     ends = [e.timestamp for e in logs if e.dagster_event and e.dagster_event.event_type == T.STEP_SUCCESS]
+    step_at: dict[str, list[float]] = {}
+    for e in logs:
+        if e.dagster_event and e.dagster_event.event_type in (T.STEP_START, T.STEP_SUCCESS, T.STEP_FAILURE):
+            step_at.setdefault(e.step_key, []).append(e.timestamp)
+    phases = next((p for e in logs if e.user_message and (p := parse_phases(e.user_message))), None)
     return {
         "run_id": run.run_id,
         "job": run.job_name,
         "steps": len(starts),
         "assets": assets,
         "checks": checks,
+        "phases": phases,
+        "step_s_by_key": {k: max(v) - min(v) for k, v in step_at.items()},
         "timeline": {
             "cli_start_to_run_start_s": at[T.RUN_START] - started_at,
             "run_start_to_step_start_s": min(starts) - at[T.RUN_START],
@@ -301,6 +308,49 @@ def dagster_events(home: Path, started_at: float, ended_at: float, assets: list[
             "step_end_to_cli_exit_s": ended_at - max(ends),
         },
     }
+
+
+def medians(dicts: list[dict[str, float]]) -> dict[str, float]:
+    """Per key (in first-seen order), the median over the dicts that have it."""
+    keys = list(dict.fromkeys(k for d in dicts for k in d))
+    return {k: statistics.median([d[k] for d in dicts if k in d]) for k in keys}
+
+
+def check_seconds(messages: list[str]) -> dict[str, float]:
+    """Per table, its checks' seconds from the engine's timings table (engine.timings_table)."""
+    table = next((m for m in messages if m.startswith("timings, ")), "")
+    rows = [line.split() for line in table.splitlines()[2:]]
+    return {r[0]: float(r[3]) for r in rows if len(r) == 4 and r[0] != "total" and r[3] != "-"}
+
+
+def parse_phases(message: str) -> dict | None:
+    """The engine's phases line (engine.phases_line) as {"wall": {phase: s}, "statement": {kind: s}}."""
+    if not message.startswith("run phases, wall s: "):
+        return None
+    wall, _, statement = message.removeprefix("run phases, wall s: ").partition("; statement s: ")
+
+    def pairs(text: str) -> dict[str, float]:
+        return {name: float(value) for name, value in re.findall(r"([a-z' ,]+?) (\d+\.\d+)(?:, |$)", text)}
+
+    return {"wall": pairs(wall), "statement": pairs(statement)}
+
+
+def where_the_time_goes(run: dict) -> dict[str, float]:
+    """A dagster run's wall time by phase: Dagster's start, the engine's phases (the readers' copy
+    runs beside Dagster's event writes), the events and the rest of the warehouse step, the other
+    steps (churn scores), and the CLI's exit."""
+    wall = run["phases"]["wall"] if run.get("phases") else {}
+    timeline, steps = run["timeline"], run.get("step_s_by_key", {})
+    warehouse = steps.get("warehouse", timeline["step_s"])
+    parts = {
+        "Dagster start (CLI to step start)": timeline["cli_start_to_run_start_s"]
+        + timeline["run_start_to_step_start_s"],
+        **wall,
+        "events and the rest of the step": warehouse - sum(wall.values()),
+        **{f"step {k}": v for k, v in steps.items() if k != "warehouse"},
+    }
+    parts["between steps and the CLI's exit"] = run["wall_s"] - sum(parts.values())
+    return parts
 
 
 # --- floor ------------------------------------------------------------------------------------------
@@ -343,7 +393,8 @@ def _run_lean(workdir: Path, data_dir: Path, repeat: int, mode: str, assets: lis
 def floor(spec: dict) -> None:
     """The --floor mode: the project's own engine (engine.execute) with one statement at a time on one
     connection, and no orchestrator: every load, model, export and check the Dagster run executes, and
-    the same table stats, with nothing around them. Each event's time is the time since the previous one."""
+    the same table stats, with nothing around them. The engine hands its events over after the publish,
+    so each build's time is its own `duration_s` and each model's checks' time the engine's timings line."""
     t0 = time.perf_counter()
     import duckdb
 
@@ -369,21 +420,21 @@ def floor(spec: dict) -> None:
     con = timed("", "setup", "connect", lambda: duckdb.connect(spec["db"], config=spec["config"]))
     options = RunOptions(data_dir=Path(spec["data_dir"]), output_dir=Path(spec["out"]).parent / "floor-output")
     run = Run(con, options)
-    log = types.SimpleNamespace(info=lambda m: None, warning=print, error=print)
-    checks, last = {}, time.perf_counter()
+    messages: list[str] = []
+    log = types.SimpleNamespace(info=messages.append, warning=print, error=print)
+    checks = {}
     project = engine.Project(nodes, load_macros())
     for event in engine.execute(run, project, engine.Selection.everything(nodes), log, threading.Event()):
-        now = time.perf_counter()
         if isinstance(event, engine.Built):
-            statements.append({"asset": event.node.name, "kind": "build", "what": "build", "s": now - last})
+            statements.append({"asset": event.node.name, "kind": "build", "what": "build", "s": event.duration_s})
         else:
-            statements.append({"asset": event.node.name, "kind": "check", "what": event.check.name, "s": now - last})
             outcome = event.outcome
             checks[f"{event.node.name}.{event.check.name}"] = {
                 "passed": bool(outcome and outcome.passed),
                 "failing": outcome.failing if outcome else None,
             }
-        last = now
+    for table, seconds in check_seconds(messages).items():
+        statements.append({"asset": table.split(".", 1)[1], "kind": "check", "what": "checks", "s": seconds})
     run.close()
     con.close()
     Path(spec["out"]).write_text(
@@ -394,6 +445,7 @@ def floor(spec: dict) -> None:
                 "statements": statements,
                 "checks": checks,
                 "analysis_date": str(run.analysis_date),
+                "phases": next((p for m in messages if (p := parse_phases(m))), None),
             }
         )
     )
@@ -679,6 +731,8 @@ def summarize(args, rows: dict, settings, runs: dict[str, list[dict]]) -> dict:
         "max_single_rss": {k: max(r["max_single_rss"] for r in v) for k, v in ok.items()},
         "processes_in_tree": {k: max(r["processes"] for r in v) for k, v in ok.items()},
         "dagster_timeline_s": {k: med([r["timeline"][k] for r in dag]) for k in dag[0]["timeline"]},
+        "dagster_where_s": medians([where_the_time_goes(r) for r in dag]),
+        "floor_phases_s": medians([r["phases"]["wall"] | r["phases"]["statement"] for r in flo if r.get("phases")]),
         "dagster_job": dag[-1]["job"],
         "dagster_steps": dag[-1]["steps"],
         "dagster_checks_evaluated": len(dag[-1]["checks"]),
@@ -770,6 +824,11 @@ def render(s: dict) -> str:
         "dagster wall, median s: "
         + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f}" for k, v in s["dagster_timeline_s"].items()),
         f"  ({s['dagster_checks_evaluated']} check evaluations in the last run)",
+        "where the dagster run's time goes, median s and share of its median wall "
+        "(the readers' copy runs beside the event writes, so they overlap):",
+        *(f"  {k:<40}{v:>8.2f}  {v / s['wall_s']['dagster']['median']:>6.1%}" for k, v in s["dagster_where_s"].items()),
+        "floor phases, median s (wall, then statement seconds by kind): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in s["floor_phases_s"].items()),
         "floor wall, median s: " + ", ".join(f"{k} {v:.2f}" for k, v in s["floor_breakdown_s"].items()),
         *(
             [
