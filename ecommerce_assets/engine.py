@@ -27,14 +27,13 @@ from ecommerce_assets.publish import (
     PUBLISH_LOG,
     clean_up,
     create_publish_log,
-    delta_name,
     publish,
     publishable,
 )
 from ecommerce_assets.pump import Log
 from ecommerce_assets.raw import RawLoadError, RawTable, create_load_log
 from ecommerce_assets.run import Run
-from ecommerce_assets.serving import write_serving_copy
+from ecommerce_assets.serving import copy_statement, drop_staged, files_folder, table_file, write_serving_copy
 
 Node = RawTable | Model
 
@@ -109,6 +108,8 @@ def prepare(run: Run, project: Project) -> None:
     workers start (two workers creating the same object at once would conflict)."""
     con = run.con
     dropped = clean_up(con, run.output_dir)
+    if run.options.serving_path:
+        dropped += drop_staged(files_folder(run.options.serving_path))
     if dropped:
         run.log.warning(f"dropped what an earlier run left unpublished: {', '.join(dropped)}")
     for schema in sorted({"raw", *(n.layer for n in project.nodes)}):
@@ -222,7 +223,7 @@ def execute(
         log.warning("run stopped: nothing published, the warehouse is as before the run")
         return
     started = time.perf_counter()
-    published, order = publish_run(run, project, [e for e in events if isinstance(e, Built)], blocked)
+    published = publish_run(run, project, [e for e in events if isinstance(e, Built)], blocked)
     phases["publish"] = time.perf_counter() - started
     try:
         # Outcomes on what is published now: a published build's, or a table this run did not build.
@@ -244,7 +245,7 @@ def execute(
         # thread (~10 ms each, a few hundred) while DuckDB writes the copy here, instead of one
         # after the other.
         started = time.perf_counter()
-        write_readers_copy(run, order)
+        write_readers_copy(run)
         phases["readers' copy"] = time.perf_counter() - started
         log.info(phases_line(phases, timings))
     finally:
@@ -264,9 +265,9 @@ def fingerprints(nodes: Sequence[Node]) -> dict[str, str]:
     return versions
 
 
-def publish_run(run: Run, project: Project, built: list[Built], blocked: set[str]) -> tuple[set[str], list[str]]:
+def publish_run(run: Run, project: Project, built: list[Built], blocked: set[str]) -> set[str]:
     """Publishes what may be (see publish.publishable) in one transaction; returns the node names
-    the run's events describe as published, and the relations published, in order."""
+    the run's events describe as published."""
     staged = set(run.publication.relations)
     deps = {n.name: getattr(n, "deps", ()) for n in project.nodes}
     views = {n.name for n in project.nodes if getattr(n, "materialized", None) == "view"}
@@ -282,41 +283,25 @@ def publish_run(run: Run, project: Project, built: list[Built], blocked: set[str
         clean_up(run.con, run.output_dir)
         raise
     run.log.info(f"published {len(order)} relation(s) in one transaction in {time.perf_counter() - started:.2f} s")
-    return {b.node.name for b in built if b.node.name in names or b.node.name not in staged}, order
+    return {b.node.name for b in built if b.node.name in names or b.node.name not in staged}
 
 
-def write_readers_copy(run: Run, order: list[str]) -> None:
-    """The readers' copy of what the run published (serving.py). The warehouse is published
-    whatever happens here: a failure is logged, and readers keep the previous copy."""
-    if not (order and run.options.serving_path):
+def write_readers_copy(run: Run) -> None:
+    """The readers' copy of what is published (serving.py). The warehouse is published whatever
+    happens here: a failure is logged, and readers keep the previous copy."""
+    if not run.options.serving_path:
         return
     started = time.perf_counter()
-    upserts = {
-        p.table: (p.where, delta_name(p.table))
-        for name in order
-        if (p := run.publication.relations[name]).kind == "upsert"
-    }
-    copy = None
-    for incremental in (True, False):
-        try:
-            copy = write_serving_copy(run.con, run.options.serving_path, SERVING_SKIPS, upserts, incremental)
-            break
-        except (duckdb.Error, OSError) as e:
-            # A new copy instead, else readers keep the previous one and the next run writes it
-            # (measured: the in-place update of 10M-row tables ran out of a 2GB memory limit where
-            # a new copy did not).
-            log = run.log.warning if incremental else run.log.error
-            log(f"readers' copy {run.options.serving_path}: {'updating' if incremental else 'a new copy'} failed: {e}")
-    seconds = time.perf_counter() - started
-    if copy:
-        run.log.info(
-            f"readers' copy {run.options.serving_path} in {seconds:.2f} s: {len(copy.copied)} relation(s) copied, "
-            + (
-                "a new copy"
-                if copy.fresh
-                else f"{len(copy.updated)} updated by the run's changes, {len(copy.kept)} kept as they were"
-            )
-        )
+    try:
+        copy = write_serving_copy(run.con, run.options.serving_path, SERVING_SKIPS, run.run_id)
+    except (duckdb.Error, OSError) as e:
+        run.log.error(f"readers' copy {run.options.serving_path}: not written, readers keep the previous one: {e}")
+        return
+    run.log.info(
+        f"readers' copy {run.options.serving_path} in {time.perf_counter() - started:.2f} s: "
+        f"{len(copy.reused) + len(copy.written)} table(s) as Parquet files ({len(copy.written)} written after the "
+        f"publish), {len(copy.views)} view(s), {len(copy.dropped)} dropped, {copy.files_deleted} old file(s) deleted"
+    )
 
 
 PHASES_PREFIX = "run phases"
@@ -391,6 +376,13 @@ def build(run: Run, node: Node, after: AfterBuild | None, exists: bool) -> Built
         if after:
             metadata |= after(cur, node, run)
     stats = table_stats(cur, run.relation(node.table), node.layer)
+    if run.options.serving_path and node.layer not in SERVING_SKIPS and node.materialized != "view":
+        # The readers' file of this version, on this worker beside the other statements rather
+        # than after the publish; it is renamed into place when the run publishes the node.
+        path = table_file(files_folder(run.options.serving_path), node.table, run.run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        run.stage_file(node.name, path, lambda staged: cur.execute(copy_statement(run.relation(node.table), staged)))
+        metadata["readers_file"] = path
     return Built(node, metadata, stats, round(time.perf_counter() - started, 3))
 
 

@@ -1,5 +1,5 @@
-"""The readers' copy is written incrementally, on real DuckDB files: only what was published since the
-last copy is copied again, and the copy replaces the old file by a rename, so readers keep their snapshot."""
+"""The readers' copy on real files: a Parquet file per published table version behind views in a small
+DuckDB file, replaced by a rename, so readers keep their snapshot; a table not republished costs nothing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from ecommerce_assets import publish
-from ecommerce_assets.serving import write_serving_copy
+from ecommerce_assets.serving import files_folder, write_serving_copy
 
 SKIPS = ("raw", "staging")
 
@@ -45,17 +45,19 @@ class Warehouse:
 
 
 def copy_contents(path: Path) -> dict[str, list[tuple]]:
-    """Every table of a readers' copy but its bookkeeping, with its rows in order."""
+    """Every relation of a readers' copy but its bookkeeping, with its rows in order."""
     with duckdb.connect(str(path), read_only=True) as con:
-        tables = con.execute(
-            "select schema_name, table_name from duckdb_tables() where schema_name <> '_serving' order by all"
+        views = con.execute(
+            "select schema_name, view_name from duckdb_views() where not internal and schema_name <> '_serving'"
+            " order by all"
         ).fetchall()
-        return {f"{s}.{t}": con.execute(f"select * from {s}.{t} order by all").fetchall() for s, t in tables}
+        return {f"{s}.{v}": con.execute(f"select * from {s}.{v} order by all").fetchall() for s, v in views}
 
 
-def recorded_versions(path: Path) -> dict[str, str | None]:
-    with duckdb.connect(str(path), read_only=True) as con:
-        return dict(con.execute("select relation, run_id from _serving.versions").fetchall())
+def files(path: Path) -> dict[str, list[str]]:
+    """relation -> the names of its Parquet files beside the copy."""
+    folder = files_folder(path)
+    return {d.name: sorted(f.name for f in d.glob("*.parquet")) for d in sorted(folder.iterdir())}
 
 
 @pytest.fixture
@@ -68,7 +70,11 @@ def warehouse(tmp_path) -> Warehouse:
             "marts.products": "select range as product from range(2)",
             "analyses.summary": "select count(*) as customers from marts.sales",
         },
-        views={"staging.stg_orders": "select * from raw.orders", "analyses.top": "select * from marts.sales limit 2"},
+        views={
+            "staging.stg_orders": "select * from raw.orders",
+            "analyses.top": "select * from marts.sales order by customer limit 2",  # reads what readers have
+            "analyses.raw_count": "select count(*) as n from raw.orders",  # reads what they have not
+        },
     )
     # Neither published nor for readers: a run's unpublished build and a bookkeeping schema.
     wh.con.execute(f"create table marts.sales{publish.BUILD_SUFFIX} as select 1 as x")
@@ -77,23 +83,24 @@ def warehouse(tmp_path) -> Warehouse:
     wh.con.close()
 
 
-def test_the_first_copy_holds_every_published_table_and_view(warehouse, tmp_path):
+def test_the_first_copy_serves_every_published_table_and_view(warehouse, tmp_path):
     path = tmp_path / "wh.serving.duckdb"
-    done = write_serving_copy(warehouse.con, path, SKIPS)
-    everything = ["analyses.summary", "analyses.top", "marts.products", "marts.sales"]
-    assert (done.fresh, done.copied, done.kept, done.dropped) == (True, everything, [], [])
+    done = write_serving_copy(warehouse.con, path, SKIPS, "run-1")
+    assert done.written == ["analyses.raw_count", "analyses.summary", "marts.products", "marts.sales"]
+    assert (done.reused, done.views, done.dropped) == ([], ["analyses.top"], [])
     assert copy_contents(path) == {
+        "analyses.raw_count": [(6,)],  # a view of raw rows: its rows, as a file
         "analyses.summary": [(3,)],
-        "analyses.top": [(0, 2), (1, 2)],  # the view, as a table
+        "analyses.top": [(0, 2), (1, 2)],  # a view of served tables: a view in the copy
         "marts.products": [(0,), (1,)],
         "marts.sales": [(0, 2), (1, 2), (2, 2)],
     }
-    # Views have no run of their own (their rows follow what they read): no version, always copied.
-    assert recorded_versions(path) == {
-        "analyses.summary": "run-1",
-        "analyses.top": None,
-        "marts.products": "run-1",
-        "marts.sales": "run-1",
+    # Each table's file is named after the run that published it.
+    assert files(path) == {
+        "analyses.raw_count": ["run-1.parquet"],
+        "analyses.summary": ["run-1.parquet"],
+        "marts.products": ["run-1.parquet"],
+        "marts.sales": ["run-1.parquet"],
     }
     assert not publish.staged_path(path).exists()
     assert sorted(r for (r,) in warehouse.con.execute("select database_name from duckdb_databases()").fetchall()) == [
@@ -103,44 +110,31 @@ def test_the_first_copy_holds_every_published_table_and_view(warehouse, tmp_path
     ]
 
 
-def test_the_next_copy_copies_only_what_was_published_since_and_drops_what_went(warehouse, tmp_path):
+def test_a_table_not_republished_costs_nothing_and_old_files_go_two_publishes_later(warehouse, tmp_path):
     path = tmp_path / "wh.serving.duckdb"
-    write_serving_copy(warehouse.con, path, SKIPS)
-    before = copy_contents(path)
-
-    warehouse.run(tables={"marts.sales": "select range as customer, 10 as orders from range(4)"})
-    done = write_serving_copy(warehouse.con, path, SKIPS)
-    assert (done.fresh, done.copied, done.kept, done.dropped) == (
-        False,
-        ["analyses.top", "marts.sales"],  # the view reads marts.sales: copied every time
-        ["analyses.summary", "marts.products"],
-        [],
-    )
+    write_serving_copy(warehouse.con, path, SKIPS, "run-1")
+    run = warehouse.run(tables={"marts.sales": "select range as customer, 10 as orders from range(4)"})
+    done = write_serving_copy(warehouse.con, path, SKIPS, run)
+    assert done.written == ["analyses.raw_count", "marts.sales"]  # the new version, and a view's rows
+    assert done.reused == ["analyses.summary", "marts.products"]  # not republished: the same file
     after = copy_contents(path)
     assert after["marts.sales"] == [(0, 10), (1, 10), (2, 10), (3, 10)]
     assert after["analyses.top"] == [(0, 10), (1, 10)]
-    assert after["analyses.summary"] == before["analyses.summary"] == [(3,)]  # not republished: kept as it was
-    assert recorded_versions(path)["marts.sales"] == "run-2"
+    assert after["analyses.summary"] == [(3,)]
+    # The previous view file's files stay for its readers; the next publish deletes them.
+    assert files(path)["marts.sales"] == ["run-1.parquet", "run-2.parquet"]
+    run = warehouse.run(tables={"marts.sales": "select 1 as customer, 1 as orders"})
+    done = write_serving_copy(warehouse.con, path, SKIPS, run)
+    assert files(path)["marts.sales"] == ["run-2.parquet", "run-3.parquet"] and done.files_deleted == 2
 
-    # A relation dropped from the warehouse goes from the copy, with its schema once that is empty;
-    # a new one comes, and a table no run published (not in the log) is copied every time.
+    # A relation dropped from the warehouse goes from the copy; a table no run published (made by
+    # hand) is written under the run's name every time.
     warehouse.con.execute("drop table marts.products")
-    warehouse.con.execute("drop table analyses.summary")
     warehouse.con.execute("drop view analyses.top")
-    warehouse.con.execute("create schema ml")
-    warehouse.run(tables={"ml.features": "select 1 as feature"})
     warehouse.con.execute("create table marts.by_hand as select 7 as x")
-    done = write_serving_copy(warehouse.con, path, SKIPS)
-    assert (done.copied, done.kept, done.dropped) == (
-        ["marts.by_hand", "ml.features"],
-        ["marts.sales"],
-        ["analyses.summary", "analyses.top", "marts.products"],
-    )
-    assert set(copy_contents(path)) == {"marts.by_hand", "marts.sales", "ml.features"}
-    with duckdb.connect(str(path), read_only=True) as con:
-        schemas = {s for (s,) in con.execute("select schema_name from duckdb_schemas() where not internal").fetchall()}
-    assert schemas == {"_serving", "marts", "ml"}
-    assert write_serving_copy(warehouse.con, path, SKIPS).copied == ["marts.by_hand"]
+    done = write_serving_copy(warehouse.con, path, SKIPS, "run-4")
+    assert done.dropped == ["marts.products"] and "marts.by_hand" in done.written
+    assert set(copy_contents(path)) == {"analyses.raw_count", "analyses.summary", "marts.by_hand", "marts.sales"}
 
 
 READER = """
@@ -155,18 +149,18 @@ print(*con.execute(query).fetchone(), flush=True)
 
 def test_a_reader_of_the_old_copy_keeps_its_snapshot(warehouse, tmp_path):
     path = tmp_path / "wh.serving.duckdb"
-    write_serving_copy(warehouse.con, path, SKIPS)
+    write_serving_copy(warehouse.con, path, SKIPS, "run-1")
     # Another process: DuckDB shares one open database per file and process.
     reader = subprocess.Popen(
         [sys.executable, "-c", READER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
         assert reader.stdout.readline().split() == ["3", "6"]
-        warehouse.run(tables={"marts.sales": "select range as customer, 10 as orders from range(4)"})
-        assert write_serving_copy(warehouse.con, path, SKIPS).copied == ["analyses.top", "marts.sales"]
+        run = warehouse.run(tables={"marts.sales": "select range as customer, 10 as orders from range(4)"})
+        assert "marts.sales" in write_serving_copy(warehouse.con, path, SKIPS, run).written
         reader.stdin.write("\n")
         reader.stdin.flush()
-        assert reader.stdout.readline().split() == ["3", "6"]  # the old file, whole and unchanged
+        assert reader.stdout.readline().split() == ["3", "6"]  # the old views, over the old file
     finally:
         reader.stdin.close()
         reader.wait(30)
@@ -176,55 +170,30 @@ def test_a_reader_of_the_old_copy_keeps_its_snapshot(warehouse, tmp_path):
     assert newcomer.stdout.split() == ["4", "40", "4", "40"]
 
 
-def test_a_copy_it_cannot_use_is_replaced_by_a_full_one(warehouse, tmp_path):
+def test_a_copy_that_is_not_ours_is_replaced_and_a_dead_writes_leftovers_go(warehouse, tmp_path):
     path = tmp_path / "wh.serving.duckdb"
-    full = copy_contents(write_and_path(warehouse, tmp_path / "reference.duckdb"))
     staged = publish.staged_path(path)
-    # Garbage, and what a write that died left beside it.
     path.write_bytes(b"not a database" * 1000)
     staged.write_bytes(b"half a copy")
     Path(f"{staged}.wal").write_bytes(b"half a wal")
-    done = write_serving_copy(warehouse.con, path, SKIPS)
-    assert done.fresh and done.kept == [] and len(done.copied) == 4
-    assert copy_contents(path) == full
+    done = write_serving_copy(warehouse.con, path, SKIPS, "run-1")
+    assert len(done.written) == 4 and copy_contents(path)["marts.sales"] == [(0, 2), (1, 2), (2, 2)]
     assert not staged.exists() and not Path(f"{staged}.wal").exists()
-    # A DuckDB file without versions (as the copies of earlier releases) is not reused.
-    path.unlink()
-    with duckdb.connect(str(path)) as old:
-        old.execute("create schema marts")
-        old.execute("create table marts.sales as select 1 as x")
-    done = write_serving_copy(warehouse.con, path, SKIPS)
-    assert done.fresh and done.kept == []
-    assert copy_contents(path) == full
-    assert not write_serving_copy(warehouse.con, path, SKIPS).fresh
-
-
-def write_and_path(warehouse: Warehouse, path: Path) -> Path:
-    write_serving_copy(warehouse.con, path, SKIPS)
-    return path
 
 
 def test_a_write_that_fails_leaves_the_old_copy_as_it_was(warehouse, tmp_path):
     path = tmp_path / "wh.serving.duckdb"
-    write_serving_copy(warehouse.con, path, SKIPS)
+    write_serving_copy(warehouse.con, path, SKIPS, "run-1")
     old = path.read_bytes()
-    warehouse.run(tables={"marts.sales": "select 1 as customer, 1 as orders"})
-    warehouse.con.execute("create view analyses.broken as select error('the view fails when read') as x")
+    run = warehouse.run(tables={"marts.sales": "select 1 as customer, 1 as orders"})
+    # A view of what readers do not have is written as a file: reading it fails.
+    warehouse.con.execute(
+        "create view analyses.broken as select error('the view fails when read') as x from raw.orders"
+    )
     with pytest.raises(duckdb.Error, match="the view fails when read"):
-        write_serving_copy(warehouse.con, path, SKIPS)
+        write_serving_copy(warehouse.con, path, SKIPS, run)
     assert path.read_bytes() == old
+    assert copy_contents(path)["marts.sales"] == [(0, 2), (1, 2), (2, 2)]  # its files are still there
     assert not publish.staged_path(path).exists()
     warehouse.con.execute("drop view analyses.broken")
-    assert write_serving_copy(warehouse.con, path, SKIPS).copied == ["analyses.top", "marts.sales"]  # attachable again
-
-
-def test_replacing_a_table_again_and_again_reuses_the_freed_space(tmp_path):
-    wh = Warehouse(tmp_path / "wh.duckdb")
-    path = tmp_path / "wh.serving.duckdb"
-    sizes = []
-    for round_ in range(10):
-        wh.run(tables={"marts.big": f"select range as id, md5((range + {round_})::varchar) as s from range(200000)"})
-        assert write_serving_copy(wh.con, path, SKIPS).copied == ["marts.big"]
-        sizes.append(path.stat().st_size)
-    wh.con.close()
-    assert max(sizes) < 3 * sizes[0], sizes
+    assert "marts.sales" in write_serving_copy(warehouse.con, path, SKIPS, run).reused  # written before the failure
