@@ -14,7 +14,7 @@ DAGSTER_HOME (an ephemeral instance, as in CI):
   (the loader appends new files of a folder), then the same build;
 - rerun: the same build again, with nothing new;
 - full rebuild: the final data, everything, into a fresh DuckDB file: what each daily run is
-  compared with (the team's targets: a day at most 0.3x of it, a rerun at most 0.2x);
+  compared with (the team's targets: a day at most 0.5x of it and a rerun at most 0.2x, from 10M customers 0.15x and 0.05x);
 - seed SQL (CSV only): the seed tutorial's own SQL in plain DuckDB (benchmarks/seed_baseline.py,
   run as benchmark.py runs it) on the final data, each folder joined into one file;
 - dbt build (CSV only): the seed's dbt project (benchmarks/dbt_seed, the seed SQL's models and
@@ -67,7 +67,17 @@ from benchmarks.benchmark import (
 # The tables the generator cuts into daily files; raw_products stays one file.
 DAILY = ("raw_customers", "raw_orders", "raw_order_items")
 BASE = "0000_base"
-TARGETS = {"day": 0.3, "rerun": 0.2}
+# The team's targets, as fractions of the full rebuild (issue 21): where the history is large a day
+# must cost less of it, and at 1M customers Dagster's own start (~3 s) is a floor.
+TARGETS = {"day": 0.5, "rerun": 0.2}
+LARGE_TARGETS = {"day": 0.15, "rerun": 0.05}  # from 10M customers on
+LARGE = 10_000_000
+
+
+def targets(customers: int) -> dict[str, float]:
+    return LARGE_TARGETS if customers >= LARGE else TARGETS
+
+
 SUMMARY = re.compile(r"^\d+ assets materialized; .*$", re.MULTILINE)
 
 
@@ -175,7 +185,7 @@ def report(args, rows: dict, days: dict[str, list[Path]], runs: list[dict], sql:
     for r in runs:
         kind = "day" if r["run"].startswith("day ") else r["run"]
         r["ratio_to_full_rebuild"] = r["wall_s"] / rebuild if rebuild and "wall_s" in r else None
-        r["target"] = TARGETS.get(kind)
+        r["target"] = targets(args.customers).get(kind)
         r["target_met"] = (
             None
             if r["target"] is None or r["ratio_to_full_rebuild"] is None
@@ -190,7 +200,7 @@ def report(args, rows: dict, days: dict[str, list[Path]], runs: list[dict], sql:
         "cores": os.cpu_count(),
         # Passed through to every run: a memory limit or concurrency set here changes the times.
         "settings": {k: v for k, v in os.environ.items() if k.startswith("ECOMMERCE_")},
-        "targets": TARGETS,
+        "targets": targets(args.customers),
         "sql_fingerprints": sql,
         "runs": runs,
     }
