@@ -215,6 +215,7 @@ def fresh_db(path: Path) -> None:
         for p in (db, Path(f"{db}.wal"), Path(f"{db}.lock")):
             p.unlink(missing_ok=True)
         shutil.rmtree(f"{db}.tmp", ignore_errors=True)
+    shutil.rmtree(serving_path(str(path)).with_suffix(""), ignore_errors=True)  # its Parquet files
 
 
 def env_for(workdir: Path, db: Path, data_dir: Path) -> dict[str, str]:
