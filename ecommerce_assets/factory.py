@@ -75,10 +75,18 @@ def build_warehouse(
             if died:
                 mark_dead_run(context, died)
             run = Run(con, options, run_id=context.run.run_id)
+            step = context.get_step_execution_context()
             try:
                 work = partial(engine.execute, run, project, selection)
                 for event in pump(work, context.log, run.interrupt):
-                    yield to_dagster(event, keys[event.node.name], catalog_metadata().get(event.node.name))
+                    result = to_dagster(event, keys[event.node.name], catalog_metadata().get(event.node.name))
+                    if isinstance(result, dg.AssetCheckResult):
+                        # Yielded as a result, a check costs two event-log writes: its evaluation
+                        # and an output nothing reads (the check outputs of a subsettable asset
+                        # are optional). The evaluation alone, resolved as Dagster resolves a
+                        # result, is one write: ~70 fewer per run.
+                        result = result.to_asset_check_evaluation(step)
+                    yield result
             except engine.RunFailed as e:
                 raise dg.Failure(description=str(e)) from None
             finally:
