@@ -209,7 +209,7 @@ def sql_fingerprint() -> str:
 def fresh_db(path: Path) -> None:
     """No DuckDB file at `path`, nor its readers' copy (the Dagster resource's serving copy: the next run's
     copy must be a new one each time, not an update of the previous run's)."""
-    from ecommerce_assets.publish import serving_path
+    from ecommerce_assets.run.publish import serving_path
 
     for db in (path, serving_path(str(path))):
         for p in (db, Path(f"{db}.wal"), Path(f"{db}.lock")):
@@ -253,8 +253,8 @@ def dagster_events(home: Path, started_at: float, ended_at: float, assets: list[
     os.environ["DAGSTER_HOME"] = str(home)
     import dagster as dg
 
-    from ecommerce_assets.models import load_models
-    from ecommerce_assets.raw import RAW_TABLES
+    from ecommerce_assets.ingest.raw import RAW_TABLES
+    from ecommerce_assets.project.models import load_models
 
     names = assets or [r.name for r in RAW_TABLES] + [m.name for m in load_models()]
     with dg.DagsterInstance.get() as instance:
@@ -363,7 +363,7 @@ def run_floor(workdir: Path, data_dir: Path, repeat: int, assets: list[str] | No
 
 def _run_lean(workdir: Path, data_dir: Path, repeat: int, mode: str, assets: list[str] | None = None) -> dict:
     """`--floor` or `--seed` in a subprocess that imports no dagster, on a fresh DuckDB file."""
-    from ecommerce_assets.resources import Settings
+    from ecommerce_assets.defs.resources import Settings
 
     db = workdir / f"{mode}.duckdb"
     fresh_db(db)
@@ -399,10 +399,10 @@ def floor(spec: dict) -> None:
     t0 = time.perf_counter()
     import duckdb
 
-    from ecommerce_assets import engine
-    from ecommerce_assets.models import load_macros, load_models, resolve_deps
-    from ecommerce_assets.raw import RAW_TABLES
-    from ecommerce_assets.run import Run, RunOptions
+    from ecommerce_assets.ingest.raw import RAW_TABLES
+    from ecommerce_assets.project.models import load_macros, load_models, resolve_deps
+    from ecommerce_assets.run import engine
+    from ecommerce_assets.run.context import Run, RunOptions
 
     statements: list[dict] = []
 
@@ -935,7 +935,7 @@ def main(argv=None) -> None:
     if args.dbt and not os.access(args.dbt, os.X_OK):
         parser.error(f"--dbt {args.dbt}: not an executable file")
 
-    from ecommerce_assets.resources import Settings
+    from ecommerce_assets.defs.resources import Settings
 
     assets = selected_assets(args.select, args.seed_scope) if args.select or args.seed_scope else None
     workdir = Path(args.workdir or Path(tempfile.gettempdir()) / f"ecommerce-bench-{args.customers}").resolve()

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import duckdb
 
-from ecommerce_assets import churn
 from ecommerce_assets.definitions import load_project
+from ecommerce_assets.defs.resources import DuckDBWarehouse, Settings
 from ecommerce_assets.generate import generate
-from ecommerce_assets.resources import DuckDBWarehouse, Settings
+from ecommerce_assets.ml.churn import assets as churn
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,11 +21,11 @@ import json, tempfile, time
 t = time.perf_counter()
 import dagster
 phases = {"import dagster": time.perf_counter() - t}
-from ecommerce_assets import catalog
+from ecommerce_assets.run import catalog
 from ecommerce_assets.definitions import build_definitions, load_project
-from ecommerce_assets.lineage import column_lineage
-from ecommerce_assets.raw import RAW_TABLES
-from ecommerce_assets.resources import Settings
+from ecommerce_assets.project.lineage import column_lineage
+from ecommerce_assets.ingest.raw import RAW_TABLES
+from ecommerce_assets.defs.resources import Settings
 
 def timed(name, fn):
     t = time.perf_counter()

@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     args = parser.parse_args(argv)
 
-    from ecommerce_assets.model_header import ModelError  # after parsing, so --help is instant
-    from ecommerce_assets.resources import SettingError
+    from ecommerce_assets.defs.resources import SettingError
+    from ecommerce_assets.project.header import ModelError  # after parsing, so --help is instant
 
     try:
         if getattr(args, "analysis_date", None):
@@ -109,7 +109,7 @@ def select(defs: dg.Definitions, selection: str) -> list[dg.AssetKey]:
 
 
 def _analysis_date(value: str) -> None:
-    from ecommerce_assets.run import RunOptions
+    from ecommerce_assets.run.context import RunOptions
 
     try:
         RunOptions.parse_date(value, "--analysis-date")
@@ -133,12 +133,12 @@ def load_definitions() -> dg.Definitions:
 
 def compile_selection(keys: list[dg.AssetKey] | None) -> str:
     """The statements a run of `keys` (default: everything) and their checks would execute."""
-    from ecommerce_assets.catalog import compile_sql
     from ecommerce_assets.definitions import load_project
-    from ecommerce_assets.engine import Project, Selection
-    from ecommerce_assets.raw import RAW_TABLES
-    from ecommerce_assets.resources import Settings
-    from ecommerce_assets.specs import Translator
+    from ecommerce_assets.defs.resources import Settings
+    from ecommerce_assets.defs.translator import Translator
+    from ecommerce_assets.ingest.raw import RAW_TABLES
+    from ecommerce_assets.run.catalog import compile_sql
+    from ecommerce_assets.run.engine import Project, Selection
 
     models, macros = load_project()
     nodes = [*RAW_TABLES, *models]

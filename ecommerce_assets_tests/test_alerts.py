@@ -19,7 +19,7 @@ import duckdb
 import pytest
 from dagster._core.events import DagsterEventType
 
-from ecommerce_assets.alerts import alert_on_error_checks, alert_on_run_failure, send
+from ecommerce_assets.defs.alerts import alert_on_error_checks, alert_on_run_failure, send
 from ecommerce_assets.paths import SAMPLE_DATA_DIR
 
 from .conftest import make_warehouse

@@ -26,13 +26,13 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ecommerce_assets import analyses
-from ecommerce_assets.engine import Built
-from ecommerce_assets.materialize import export, table_stats
-from ecommerce_assets.models import ModelError, load_models
-from ecommerce_assets.publish import publish
-from ecommerce_assets.results import materialization
-from ecommerce_assets.run import Run, RunOptions
+from ecommerce_assets.analyses import charts as analyses
+from ecommerce_assets.defs.events import materialization
+from ecommerce_assets.project.models import ModelError, load_models
+from ecommerce_assets.run.build import export, table_stats
+from ecommerce_assets.run.context import Run, RunOptions
+from ecommerce_assets.run.engine import Built
+from ecommerce_assets.run.publish import publish
 
 from .conftest import make_warehouse
 

@@ -16,9 +16,9 @@ import duckdb
 import pytest
 
 from ecommerce_assets import cli
-from ecommerce_assets.raw import RAW_TABLES
-from ecommerce_assets.raw_files import extra_columns
-from ecommerce_assets.run import DEFAULT_ANALYSIS_DATE_SQL, RunOptions
+from ecommerce_assets.ingest.files import extra_columns
+from ecommerce_assets.ingest.raw import RAW_TABLES
+from ecommerce_assets.run.context import DEFAULT_ANALYSIS_DATE_SQL, RunOptions
 
 from .conftest import make_warehouse
 

@@ -12,14 +12,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ecommerce_assets import catalog, cli
-from ecommerce_assets.catalog import bind
+from ecommerce_assets import cli
 from ecommerce_assets.definitions import build_definitions, defs, load_project
-from ecommerce_assets.materialize import create_statement
-from ecommerce_assets.models import ModelError
+from ecommerce_assets.defs.resources import Settings
+from ecommerce_assets.ingest.raw import RAW_TABLES
 from ecommerce_assets.paths import SQL_DIR
-from ecommerce_assets.raw import RAW_TABLES
-from ecommerce_assets.resources import Settings
+from ecommerce_assets.project.models import ModelError
+from ecommerce_assets.run import catalog
+from ecommerce_assets.run.build import create_statement
+from ecommerce_assets.run.catalog import bind
 
 
 def schema(name: str) -> dg.TableSchema:

@@ -9,9 +9,9 @@ import joblib
 import numpy as np
 import pytest
 
-from ecommerce_assets import churn
 from ecommerce_assets.definitions import load_project
 from ecommerce_assets.generate import generate
+from ecommerce_assets.ml.churn import assets as churn
 
 from .conftest import make_warehouse
 

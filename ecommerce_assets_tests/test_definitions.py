@@ -3,11 +3,11 @@
 import dagster as dg
 import pytest
 
-from ecommerce_assets.churn import TRAINING_ASSETS
 from ecommerce_assets.definitions import build_definitions, defs
-from ecommerce_assets.models import ModelError, load_models, resolve_deps
-from ecommerce_assets.raw import RAW_TABLES
-from ecommerce_assets.resources import Settings
+from ecommerce_assets.defs.resources import Settings
+from ecommerce_assets.ingest.raw import RAW_TABLES
+from ecommerce_assets.ml.churn.assets import TRAINING_ASSETS
+from ecommerce_assets.project.models import ModelError, load_models, resolve_deps
 
 RAW = {"raw_customers", "raw_orders", "raw_order_items", "raw_products"}
 

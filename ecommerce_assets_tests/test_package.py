@@ -19,9 +19,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 from ecommerce_assets.definitions import defs
-from ecommerce_assets.models import load_models
+from ecommerce_assets.ingest.raw import RAW_TABLES
 from ecommerce_assets.paths import default_data_dir
-from ecommerce_assets.raw import RAW_TABLES
+from ecommerce_assets.project.models import load_models
 
 ROOT = Path(__file__).resolve().parent.parent
 # Runtime state and build output that `pip install git+...` would never see.
@@ -44,7 +44,7 @@ PROBE = """
 import json, ecommerce_assets
 from ecommerce_assets.definitions import defs
 from ecommerce_assets.paths import SQL_DIR
-from ecommerce_assets.resources import Settings
+from ecommerce_assets.defs.resources import Settings
 graph = defs.resolve_asset_graph()
 print(json.dumps({
     "package": ecommerce_assets.__file__,
@@ -68,7 +68,10 @@ def test_wheel_installs_and_builds_outside_the_checkout(tmp_path):
     assert len(samples) == 4 and samples <= names
     # Only the runtime package: no tests, no benchmarks/, no stray data files beside the modules.
     assert {n.split("/")[0] for n in names} == {"ecommerce_assets", "ecommerce_assets-0.1.0.dist-info"}
-    modules = {f"ecommerce_assets/{p.name}" for p in (ROOT / "ecommerce_assets").glob("*.py")}
+    modules = {
+        f"ecommerce_assets/{p.relative_to(ROOT / 'ecommerce_assets').as_posix()}"
+        for p in (ROOT / "ecommerce_assets").rglob("*.py")
+    }
     assert {n for n in names if n.startswith("ecommerce_assets/")} == modules | sql | samples
 
     venv = tmp_path / "venv"

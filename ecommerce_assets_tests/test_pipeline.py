@@ -10,14 +10,14 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ecommerce_assets.churn import TRAINING_ASSETS
-from ecommerce_assets.engine import Project, Selection, execute, timings_table
-from ecommerce_assets.models import load_models, resolve_deps
-from ecommerce_assets.planner import Task, plan, run_tasks
-from ecommerce_assets.pump import pump
-from ecommerce_assets.raw import RAW_TABLES
-from ecommerce_assets.resources import DuckDBWarehouse
-from ecommerce_assets.run import Run, RunOptions
+from ecommerce_assets.defs.resources import DuckDBWarehouse
+from ecommerce_assets.ingest.raw import RAW_TABLES
+from ecommerce_assets.ml.churn.assets import TRAINING_ASSETS
+from ecommerce_assets.project.models import load_models, resolve_deps
+from ecommerce_assets.run.context import Run, RunOptions
+from ecommerce_assets.run.engine import Project, Selection, execute, timings_table
+from ecommerce_assets.run.plan import Task, plan, run_tasks
+from ecommerce_assets.run.pump import pump
 
 from .conftest import SEED_REFERENCE, assert_equals_reference, make_warehouse
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ecommerce_assets import publish
-from ecommerce_assets.serving import files_folder, write_serving_copy
+from ecommerce_assets.run import publish
+from ecommerce_assets.run.serve import files_folder, write_serving_copy
 
 SKIPS = ("raw", "staging")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ecommerce_assets import cli
-from ecommerce_assets.resources import SettingError, Settings
+from ecommerce_assets.defs.resources import SettingError, Settings
 
 ECOMMERCE_ASSETS = Path(sys.executable).parent / "ecommerce-assets"
 

@@ -12,15 +12,15 @@ from functools import partial
 
 import dagster as dg
 
-from ecommerce_assets import engine
-from ecommerce_assets.catalog import Catalog, bind, model_lineage
-from ecommerce_assets.models import Model, load_macros
-from ecommerce_assets.pump import pump
-from ecommerce_assets.raw import RAW_TABLES, RawTable
-from ecommerce_assets.resources import DuckDBWarehouse, PipelineConfig, Settings
-from ecommerce_assets.results import column_lineage, lineage_table, to_dagster
-from ecommerce_assets.run import Run
-from ecommerce_assets.specs import Translator
+from ecommerce_assets.defs.events import column_lineage, lineage_table, to_dagster
+from ecommerce_assets.defs.resources import DuckDBWarehouse, PipelineConfig, Settings
+from ecommerce_assets.defs.translator import Translator
+from ecommerce_assets.ingest.raw import RAW_TABLES, RawTable
+from ecommerce_assets.project.models import Model, load_macros
+from ecommerce_assets.run import engine
+from ecommerce_assets.run.catalog import Catalog, bind, model_lineage
+from ecommerce_assets.run.context import Run
+from ecommerce_assets.run.pump import pump
 
 
 def build_warehouse(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 if TYPE_CHECKING:
-    from ecommerce_assets.raw import RawTable
+    from ecommerce_assets.ingest.raw import RawTable
 
 
 class RawLoadError(RuntimeError):

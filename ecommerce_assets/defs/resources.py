@@ -20,8 +20,8 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ecommerce_assets.paths import PROJECT_DIR, default_data_dir
-from ecommerce_assets.publish import serving_path
-from ecommerce_assets.run import RunOptions
+from ecommerce_assets.run.context import RunOptions
+from ecommerce_assets.run.publish import serving_path
 
 TARGETS = {
     "dev": {"duckdb_path": "warehouse/dev.duckdb", "memory_limit": "2GB", "threads": 2, "concurrency": 2},

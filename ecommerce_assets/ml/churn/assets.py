@@ -30,8 +30,8 @@ import dagster as dg
 import duckdb
 import numpy as np
 
-from ecommerce_assets.models import Model, retarget
-from ecommerce_assets.resources import DuckDBWarehouse
+from ecommerce_assets.defs.resources import DuckDBWarehouse
+from ecommerce_assets.project.models import Model, retarget
 
 LABEL_DAYS = 90
 FEATURE_MODEL = "ml_customer_features"

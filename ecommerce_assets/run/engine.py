@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from ecommerce_assets.changes import VERIFY_KEYS
-from ecommerce_assets.checks import CheckDecl, CheckOutcome, evaluate, screen
-from ecommerce_assets.materialize import TableStats, build_model, build_raw, located, table_stats
-from ecommerce_assets.models import Model, ModelError
-from ecommerce_assets.planner import Task, plan, run_tasks
-from ecommerce_assets.publish import (
+from ecommerce_assets.ingest.raw import RawLoadError, RawTable, create_load_log
+from ecommerce_assets.project.checks import CheckDecl, CheckOutcome, evaluate, screen
+from ecommerce_assets.project.models import Model, ModelError
+from ecommerce_assets.run.build import TableStats, build_model, build_raw, located, table_stats
+from ecommerce_assets.run.context import Run
+from ecommerce_assets.run.keys import VERIFY_KEYS
+from ecommerce_assets.run.plan import Task, plan, run_tasks
+from ecommerce_assets.run.publish import (
     CHECK_LOG,
     PUBLISH_LOG,
     clean_up,
@@ -30,10 +32,8 @@ from ecommerce_assets.publish import (
     publish,
     publishable,
 )
-from ecommerce_assets.pump import Log
-from ecommerce_assets.raw import RawLoadError, RawTable, create_load_log
-from ecommerce_assets.run import Run
-from ecommerce_assets.serving import copy_statement, drop_staged, files_folder, table_file, write_serving_copy
+from ecommerce_assets.run.pump import Log
+from ecommerce_assets.run.serve import copy_statement, drop_staged, files_folder, table_file, write_serving_copy
 
 Node = RawTable | Model
 

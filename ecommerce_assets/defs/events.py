@@ -8,9 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from ecommerce_assets.engine import Built, Checked
 from ecommerce_assets.markdown import markdown_table
-from ecommerce_assets.models import Model
+from ecommerce_assets.project.models import Model
+from ecommerce_assets.run.engine import Built, Checked
 
 
 def to_dagster(

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import duckdb
 
-from ecommerce_assets import raw_files
-from ecommerce_assets.checks import CheckDecl, row_count_drop_check
-from ecommerce_assets.publish import VOLUME_CHECKED_LAYERS, Pending, delta_name
-from ecommerce_assets.raw_files import RawLoadError, read_sql, source_files
+from ecommerce_assets.ingest import files as raw_files
+from ecommerce_assets.ingest.files import RawLoadError, read_sql, source_files
+from ecommerce_assets.project.checks import CheckDecl, row_count_drop_check
+from ecommerce_assets.run.publish import VOLUME_CHECKED_LAYERS, Pending, delta_name
 
 SCHEMA = "raw"
 

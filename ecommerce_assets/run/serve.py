@@ -30,7 +30,7 @@ from pathlib import Path
 
 import duckdb
 
-from ecommerce_assets.publish import BUILD_SUFFIX, DELTA_SUFFIX, PUBLISH_LOG, STAGED_SUFFIX, staged_path
+from ecommerce_assets.run.publish import BUILD_SUFFIX, DELTA_SUFFIX, PUBLISH_LOG, STAGED_SUFFIX, staged_path
 
 ALIAS = "serving_copy"
 PREVIOUS = "serving_previous"

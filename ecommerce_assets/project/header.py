@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from ecommerce_assets.checks import ColumnCheck, SqlCheck, Strict
+from ecommerce_assets.project.checks import ColumnCheck, SqlCheck, Strict
 
 # `export:` in a header writes the model's rows to <output_dir>/exports/<file> with DuckDB's COPY.
 EXPORT_FORMATS = {".csv": "format csv, header true", ".parquet": "format parquet"}

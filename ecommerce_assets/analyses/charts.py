@@ -22,10 +22,10 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from ecommerce_assets.engine import AfterBuild
-from ecommerce_assets.materialize import output_path
-from ecommerce_assets.models import Model, ModelError
-from ecommerce_assets.run import Run
+from ecommerce_assets.project.models import Model, ModelError
+from ecommerce_assets.run.build import output_path
+from ecommerce_assets.run.context import Run
+from ecommerce_assets.run.engine import AfterBuild
 
 DPI = 100
 

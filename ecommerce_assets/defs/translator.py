@@ -13,12 +13,12 @@ from datetime import timedelta
 
 import dagster as dg
 
-from ecommerce_assets.catalog import Catalog
-from ecommerce_assets.checks import CheckDecl
-from ecommerce_assets.models import Model, default_owner
-from ecommerce_assets.raw import RawTable
-from ecommerce_assets.resources import DEFAULT_FRESHNESS_HOURS
-from ecommerce_assets.results import code_reference, sql_block
+from ecommerce_assets.defs.events import code_reference, sql_block
+from ecommerce_assets.defs.resources import DEFAULT_FRESHNESS_HOURS
+from ecommerce_assets.ingest.raw import RawTable
+from ecommerce_assets.project.checks import CheckDecl
+from ecommerce_assets.project.models import Model, default_owner
+from ecommerce_assets.run.catalog import Catalog
 
 
 class Translator:

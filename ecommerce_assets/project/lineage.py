@@ -29,8 +29,8 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, build_scope
 from sqlglot.schema import MappingSchema
 
-from ecommerce_assets.models import Model
-from ecommerce_assets.raw import SCHEMA as RAW_SCHEMA
+from ecommerce_assets.ingest.raw import SCHEMA as RAW_SCHEMA
+from ecommerce_assets.project.models import Model
 
 __all__ = ["ColumnLineage", "LineageWarning", "analyse_lineage", "column_lineage"]
 

@@ -31,23 +31,23 @@ from pathlib import Path
 
 import duckdb
 
-from ecommerce_assets import raw as raw_loaders
-from ecommerce_assets.changes import KEY_TABLES
-from ecommerce_assets.checks import CheckDecl
-from ecommerce_assets.engine import Node, Project, Selection
-from ecommerce_assets.lineage import column_lineage
-from ecommerce_assets.materialize import (
+from ecommerce_assets.ingest import raw as raw_loaders
+from ecommerce_assets.ingest.raw import RawLoadError, RawTable, source_files
+from ecommerce_assets.project.checks import CheckDecl
+from ecommerce_assets.project.header import ModelError, read_header
+from ecommerce_assets.project.lineage import column_lineage
+from ecommerce_assets.project.models import Model
+from ecommerce_assets.run.build import (
     INCREMENTAL_COLUMNS,
     create_statement,
     export_statement,
     incremental_statement,
     located,
 )
-from ecommerce_assets.model_header import ModelError, read_header
-from ecommerce_assets.models import Model
-from ecommerce_assets.planner import plan
-from ecommerce_assets.publish import create_publish_log, delta_name
-from ecommerce_assets.raw import RawLoadError, RawTable, source_files
+from ecommerce_assets.run.engine import Node, Project, Selection
+from ecommerce_assets.run.keys import KEY_TABLES
+from ecommerce_assets.run.plan import plan
+from ecommerce_assets.run.publish import create_publish_log, delta_name
 
 # Any values do: binding needs only the variables' types, those a run sets (run.Run).
 _VARIABLES = {

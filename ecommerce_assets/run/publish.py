@@ -140,7 +140,7 @@ def publish(
 ) -> None:
     """One transaction: the `names` nodes' relations in order, their load-log changes and the publish
     log. Then the staged files. Either all relations are published or none."""
-    from ecommerce_assets.raw import LOAD_LOG
+    from ecommerce_assets.ingest.raw import LOAD_LOG
 
     kinds = dict(
         con.execute(

@@ -19,8 +19,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ecommerce_assets.publish import DELTA_SUFFIX
-from ecommerce_assets.raw import LOADED_AT, RAW_TABLES
+from ecommerce_assets.ingest.raw import LOADED_AT, RAW_TABLES
+from ecommerce_assets.run.publish import DELTA_SUFFIX
 
 # Relations of the run, not of the warehouse: the `__delta` suffix has the next run drop what a
 # dead run left (publish.clean_up), and the run drops them after its publish.

@@ -21,11 +21,17 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
-from ecommerce_assets import changes
-from ecommerce_assets.checks import CheckDecl, column_check, equals_full_rebuild_check, row_count_drop_check, sql_check
-from ecommerce_assets.model_header import EXPORT_FORMATS, ModelError, dagster_owner, read_header
 from ecommerce_assets.paths import SQL_DIR
-from ecommerce_assets.publish import VOLUME_CHECKED_LAYERS
+from ecommerce_assets.project.checks import (
+    CheckDecl,
+    column_check,
+    equals_full_rebuild_check,
+    row_count_drop_check,
+    sql_check,
+)
+from ecommerce_assets.project.header import EXPORT_FORMATS, ModelError, dagster_owner, read_header
+from ecommerce_assets.run import keys as changes
+from ecommerce_assets.run.publish import VOLUME_CHECKED_LAYERS
 
 __all__ = [
     "EXPORT_FORMATS",

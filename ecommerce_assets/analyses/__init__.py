@@ -1,0 +1,1 @@
+"""The analyses' charts and exports, drawn after the analyses' SQL is built."""

@@ -1,0 +1,1 @@
+"""Raw ingestion: the export files found, validated and loaded into schema `raw`."""

@@ -1,0 +1,1 @@
+"""The churn model: point-in-time features, training and evaluation, scoring, as Dagster assets."""
