@@ -17,6 +17,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from ecommerce_assets.errors import ModelError, UsageError
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ecommerce-assets", description=__doc__.splitlines()[0])
@@ -39,9 +41,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     args = parser.parse_args(argv)
 
-    from ecommerce_assets.defs.resources import SettingError
-    from ecommerce_assets.project.header import ModelError  # after parsing, so --help is instant
-
     try:
         if getattr(args, "analysis_date", None):
             _analysis_date(args.analysis_date)
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "check":
             _built_before(defs)
-    except (SettingError, UsageError) as e:  # a usage error: one line, before any data changes
+    except UsageError as e:  # a usage error: one line, before any data changes
         print(f"ecommerce-assets {args.command}: {e}", file=sys.stderr)
         return 2
     except ModelError as e:  # a broken model or check: `file:line: message`, without a traceback
@@ -81,10 +80,6 @@ def main(argv: list[str] | None = None) -> int:
             asset_selection=keys,  # with the checks of those assets
         )
     return report(result)
-
-
-class UsageError(Exception):
-    """A flag or setting the command cannot work with; the message names it."""
 
 
 def select(defs: dg.Definitions, selection: str) -> list[dg.AssetKey]:

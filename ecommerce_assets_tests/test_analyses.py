@@ -28,7 +28,8 @@ import pytest
 
 from ecommerce_assets.analyses import charts as analyses
 from ecommerce_assets.defs.events import materialization
-from ecommerce_assets.project.models import ModelError, load_models
+from ecommerce_assets.errors import ModelError
+from ecommerce_assets.project.models import load_models
 from ecommerce_assets.run.build import export, table_stats
 from ecommerce_assets.run.context import Run, RunOptions
 from ecommerce_assets.run.engine import Built

@@ -28,9 +28,9 @@ from dagster._daemon.freshness import FreshnessDaemon
 
 from ecommerce_assets.definitions import build_definitions
 from ecommerce_assets.defs.resources import Settings
+from ecommerce_assets.errors import ModelError
 from ecommerce_assets.ml.churn.assets import TRAINING_ASSETS
 from ecommerce_assets.paths import SQL_DIR
-from ecommerce_assets.project.models import ModelError
 
 # The defaults, written out by hand: group (layer) -> owner.
 OWNER_BY_GROUP = {

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from ecommerce_assets import cli
-from ecommerce_assets.defs.resources import SettingError, Settings
+from ecommerce_assets.defs.resources import Settings
+from ecommerce_assets.errors import SettingError
 
 ECOMMERCE_ASSETS = Path(sys.executable).parent / "ecommerce-assets"
 

@@ -22,20 +22,13 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from ecommerce_assets.project.models import Model, ModelError
+from ecommerce_assets.errors import AnalysisOutputError, ModelError
+from ecommerce_assets.project.models import Model
 from ecommerce_assets.run.build import output_path
 from ecommerce_assets.run.context import Run
 from ecommerce_assets.run.engine import AfterBuild
 
 DPI = 100
-
-
-class AnalysisOutputError(ModelError):
-    """A chart or export could not be made (disk full, bad output dir, matplotlib error...).
-
-    A ModelError, so the factory records this one asset as failed (with this message) and goes
-    on with the rest of the run instead of aborting the whole step.
-    """
 
 
 # --- charts ---------------------------------------------------------------------------------

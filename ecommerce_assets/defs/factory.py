@@ -15,6 +15,7 @@ import dagster as dg
 from ecommerce_assets.defs.events import column_lineage, lineage_table, to_dagster
 from ecommerce_assets.defs.resources import DuckDBWarehouse, PipelineConfig, Settings
 from ecommerce_assets.defs.translator import Translator
+from ecommerce_assets.errors import RunFailed
 from ecommerce_assets.ingest.raw import RAW_TABLES, RawTable
 from ecommerce_assets.project.models import Model, load_macros
 from ecommerce_assets.run import engine
@@ -87,7 +88,7 @@ def build_warehouse(
                         # result, is one write: ~70 fewer per run.
                         result = result.to_asset_check_evaluation(step)
                     yield result
-            except engine.RunFailed as e:
+            except RunFailed as e:
                 raise dg.Failure(description=str(e)) from None
             finally:
                 run.close()

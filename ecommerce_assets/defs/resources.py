@@ -19,6 +19,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from ecommerce_assets.errors import SettingError
 from ecommerce_assets.paths import PROJECT_DIR, default_data_dir
 from ecommerce_assets.run.context import RunOptions
 from ecommerce_assets.run.publish import serving_path
@@ -33,10 +34,6 @@ DEFAULT_FRESHNESS_HOURS = 26
 
 # DuckDB's memory_limit: a size (2GB, 512MiB) or a share of the machine's memory (75%).
 _MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*([kmgt]i?b|b)|\d+(\.\d+)?%", re.IGNORECASE)
-
-
-class SettingError(ValueError):
-    """A bad ECOMMERCE_* setting: one line naming the variable, its value and what is allowed."""
 
 
 @dataclass(frozen=True)

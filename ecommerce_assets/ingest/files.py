@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from ecommerce_assets.errors import RawLoadError
+
 if TYPE_CHECKING:
     from ecommerce_assets.ingest.raw import RawTable
-
-
-class RawLoadError(RuntimeError):
-    pass
 
 
 # How much of a CSV file is sniffed for binary content and for its header line.

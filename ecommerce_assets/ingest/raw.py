@@ -14,8 +14,9 @@ from pathlib import Path
 
 import duckdb
 
+from ecommerce_assets.errors import RawLoadError
 from ecommerce_assets.ingest import files as raw_files
-from ecommerce_assets.ingest.files import RawLoadError, read_sql, source_files
+from ecommerce_assets.ingest.files import read_sql, source_files
 from ecommerce_assets.project.checks import CheckDecl, row_count_drop_check
 from ecommerce_assets.run.publish import VOLUME_CHECKED_LAYERS, Pending, delta_name
 

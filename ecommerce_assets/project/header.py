@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from ecommerce_assets.errors import ModelError
 from ecommerce_assets.project.checks import ColumnCheck, SqlCheck, Strict
 
 # `export:` in a header writes the model's rows to <output_dir>/exports/<file> with DuckDB's COPY.
@@ -44,10 +45,6 @@ def dagster_owner(owner: str) -> str:
             f"or an email address, not {owner!r}"
         )
     return f"team:{team.group(1)}"
-
-
-class ModelError(ValueError):
-    """A model file that cannot be turned into an asset; the message names the file."""
 
 
 class ExportSpec(Strict):

@@ -29,6 +29,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, build_scope
 from sqlglot.schema import MappingSchema
 
+from ecommerce_assets.errors import EcommerceAssetsError
 from ecommerce_assets.ingest.raw import SCHEMA as RAW_SCHEMA
 from ecommerce_assets.project.models import Model
 
@@ -111,7 +112,7 @@ def analyse_lineage(models: Sequence[Model], schemas: Mapping[str, Sequence[str]
     return ColumnLineage(lineage, problems)
 
 
-class _Unanalysable(Exception):
+class _Unanalysable(EcommerceAssetsError):
     pass
 
 

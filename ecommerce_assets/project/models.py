@@ -21,6 +21,7 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
+from ecommerce_assets.errors import ChangedMacroError, ModelError
 from ecommerce_assets.paths import SQL_DIR
 from ecommerce_assets.project.checks import (
     CheckDecl,
@@ -29,7 +30,7 @@ from ecommerce_assets.project.checks import (
     row_count_drop_check,
     sql_check,
 )
-from ecommerce_assets.project.header import EXPORT_FORMATS, ModelError, dagster_owner, read_header
+from ecommerce_assets.project.header import EXPORT_FORMATS, dagster_owner, read_header
 from ecommerce_assets.run import keys as changes
 from ecommerce_assets.run.publish import VOLUME_CHECKED_LAYERS
 
@@ -37,7 +38,6 @@ __all__ = [
     "EXPORT_FORMATS",
     "Export",
     "Model",
-    "ModelError",
     "load_macros",
     "load_models",
     "parse_model",
@@ -178,7 +178,7 @@ def parse_model(path: Path, layer: str) -> Model:
         raise ModelError(f"{where}:{sql_line}: no SQL after the header")
     try:
         body = changes.expand(template, None)  # the full build: every `@changed(...)` is true
-    except changes.ChangedMacroError as e:
+    except ChangedMacroError as e:
         raise ModelError(f"{where}:{sql_line}: {e}") from None
     tree = parse_sql(body, where, sql_line)
 
@@ -252,7 +252,7 @@ def _incremental(header, materialized: str, template: str, error, where: str) ->
         raise error(("incremental_strategy",), "a delete+insert model filters its inputs with @changed(<key>)")
     try:
         variants = [changes.expand(sql, keys) for keys in changes.KEY_TABLES for sql in (template, replace_where)]
-    except changes.ChangedMacroError as e:
+    except ChangedMacroError as e:
         raise error(("replace_where",), str(e)) from None
     return Incremental(strategy, *variants)
 

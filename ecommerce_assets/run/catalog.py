@@ -31,10 +31,11 @@ from pathlib import Path
 
 import duckdb
 
+from ecommerce_assets.errors import ModelError, RawLoadError
 from ecommerce_assets.ingest import raw as raw_loaders
-from ecommerce_assets.ingest.raw import RawLoadError, RawTable, source_files
+from ecommerce_assets.ingest.raw import RawTable, source_files
 from ecommerce_assets.project.checks import CheckDecl
-from ecommerce_assets.project.header import ModelError, read_header
+from ecommerce_assets.project.header import read_header
 from ecommerce_assets.project.lineage import column_lineage
 from ecommerce_assets.project.models import Model
 from ecommerce_assets.run.build import (

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from ecommerce_assets.ingest.raw import RawLoadError, RawTable, create_load_log
+from ecommerce_assets.errors import ModelError, RawLoadError, RunFailed
+from ecommerce_assets.ingest.raw import RawTable, create_load_log
 from ecommerce_assets.project.checks import CheckDecl, CheckOutcome, evaluate, screen
-from ecommerce_assets.project.models import Model, ModelError
+from ecommerce_assets.project.models import Model
 from ecommerce_assets.run.build import TableStats, build_model, build_raw, located, table_stats
 from ecommerce_assets.run.context import Run
 from ecommerce_assets.run.keys import VERIFY_KEYS
@@ -90,16 +91,6 @@ class Selection:
         return cls(
             frozenset(n.name for n in nodes),
             frozenset((n.name, c.name) for n in nodes for c in getattr(n, "checks", ())),
-        )
-
-
-class RunFailed(Exception):
-    """Some selected nodes failed; the others were built and their previous tables kept."""
-
-    def __init__(self, failures: list[str]):
-        self.failures = failures
-        super().__init__(
-            f"{len(failures)} asset(s) failed; their previous tables are unchanged:\n" + "\n".join(failures)
         )
 
 

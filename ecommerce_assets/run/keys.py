@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ecommerce_assets.errors import ChangedMacroError
 from ecommerce_assets.ingest.raw import LOADED_AT, RAW_TABLES
 from ecommerce_assets.run.publish import DELTA_SUFFIX
 
@@ -37,10 +38,6 @@ _RAW = {t.name: t for t in RAW_TABLES}
 _NULL_KEY = "-9223372036854775808"
 
 _MACRO = re.compile(r"@changed\(\s*([^(),]+?)\s*(?:,\s*(\w+)\s*)?\)", re.IGNORECASE)
-
-
-class ChangedMacroError(ValueError):
-    pass
 
 
 def expand(sql: str, keys: str | None) -> str:
