@@ -363,7 +363,7 @@ def run_floor(workdir: Path, data_dir: Path, repeat: int, assets: list[str] | No
 
 def _run_lean(workdir: Path, data_dir: Path, repeat: int, mode: str, assets: list[str] | None = None) -> dict:
     """`--floor` or `--seed` in a subprocess that imports no dagster, on a fresh DuckDB file."""
-    from ecommerce_assets.defs.resources import Settings
+    from ecommerce_assets.settings import Settings
 
     db = workdir / f"{mode}.duckdb"
     fresh_db(db)
@@ -935,7 +935,7 @@ def main(argv=None) -> None:
     if args.dbt and not os.access(args.dbt, os.X_OK):
         parser.error(f"--dbt {args.dbt}: not an executable file")
 
-    from ecommerce_assets.defs.resources import Settings
+    from ecommerce_assets.settings import Settings
 
     assets = selected_assets(args.select, args.seed_scope) if args.select or args.seed_scope else None
     workdir = Path(args.workdir or Path(tempfile.gettempdir()) / f"ecommerce-bench-{args.customers}").resolve()

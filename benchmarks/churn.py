@@ -21,9 +21,10 @@ from pathlib import Path
 import duckdb
 
 from ecommerce_assets.definitions import load_project
-from ecommerce_assets.defs.resources import DuckDBWarehouse, Settings
+from ecommerce_assets.defs.resources import DuckDBWarehouse
 from ecommerce_assets.generate import generate
 from ecommerce_assets.ml.churn import assets as churn
+from ecommerce_assets.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,7 +25,7 @@ from ecommerce_assets.run import catalog
 from ecommerce_assets.definitions import build_definitions, load_project
 from ecommerce_assets.project.lineage import column_lineage
 from ecommerce_assets.ingest.raw import RAW_TABLES
-from ecommerce_assets.defs.resources import Settings
+from ecommerce_assets.settings import Settings
 
 def timed(name, fn):
     t = time.perf_counter()

@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "check":
             _built_before(defs)
+        if args.command == "build" and _loads_raw(keys):
+            _data_dir_exists(args.data_dir)
     except UsageError as e:  # a usage error: one line, before any data changes
         print(f"ecommerce-assets {args.command}: {e}", file=sys.stderr)
         return 2
@@ -119,6 +121,23 @@ def _built_before(defs: dg.Definitions) -> None:
         raise UsageError(f"no warehouse at {database} (ECOMMERCE_DUCKDB_PATH): run `ecommerce-assets build` first")
 
 
+def _loads_raw(keys: list[dg.AssetKey] | None) -> bool:
+    from ecommerce_assets.defs.translator import Translator
+    from ecommerce_assets.ingest.raw import RAW_TABLES
+
+    return keys is None or any(Translator().asset_key(r) in keys for r in RAW_TABLES)
+
+
+def _data_dir_exists(flag: str | None) -> None:
+    """The run's own check (factory.py) would fail the run; here it fails before a run is recorded."""
+    from ecommerce_assets.settings import Settings, require_data_dir
+
+    if flag:
+        require_data_dir(flag, "--data-dir")
+    else:
+        require_data_dir(Settings.from_env().data_dir)
+
+
 def load_definitions() -> dg.Definitions:
     """The code location's definitions; loading them binds every model and check (catalog.bind)."""
     from ecommerce_assets.definitions import defs
@@ -129,11 +148,11 @@ def load_definitions() -> dg.Definitions:
 def compile_selection(keys: list[dg.AssetKey] | None) -> str:
     """The statements a run of `keys` (default: everything) and their checks would execute."""
     from ecommerce_assets.definitions import load_project
-    from ecommerce_assets.defs.resources import Settings
     from ecommerce_assets.defs.translator import Translator
     from ecommerce_assets.ingest.raw import RAW_TABLES
     from ecommerce_assets.run.catalog import compile_sql
     from ecommerce_assets.run.engine import Project, Selection
+    from ecommerce_assets.settings import Settings
 
     models, macros = load_project()
     nodes = [*RAW_TABLES, *models]

@@ -10,7 +10,7 @@ import dagster as dg
 from ecommerce_assets.analyses import charts as analyses
 from ecommerce_assets.defs import alerts
 from ecommerce_assets.defs.factory import build_warehouse
-from ecommerce_assets.defs.resources import DuckDBWarehouse, Settings
+from ecommerce_assets.defs.resources import DuckDBWarehouse
 from ecommerce_assets.defs.schedules import (
     checks_job,
     churn_training_job,
@@ -22,6 +22,7 @@ from ecommerce_assets.ingest.raw import RAW_TABLES
 from ecommerce_assets.ml.churn import assets as churn
 from ecommerce_assets.paths import SQL_DIR
 from ecommerce_assets.project.models import Model, load_macros, load_models, resolve_deps
+from ecommerce_assets.settings import Settings
 
 
 def load_project(sql_dir: Path = SQL_DIR) -> tuple[list[Model], list[str]]:

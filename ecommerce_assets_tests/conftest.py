@@ -13,8 +13,8 @@ import duckdb
 import pytest
 
 from ecommerce_assets.definitions import build_definitions
-from ecommerce_assets.defs.resources import Settings
 from ecommerce_assets.paths import SQL_DIR
+from ecommerce_assets.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED_REFERENCE = sorted((FIXTURES / "seed_reference").glob("*.csv"))

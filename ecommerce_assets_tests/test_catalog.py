@@ -14,13 +14,13 @@ import pytest
 
 from ecommerce_assets import cli
 from ecommerce_assets.definitions import build_definitions, defs, load_project
-from ecommerce_assets.defs.resources import Settings
 from ecommerce_assets.errors import ModelError
 from ecommerce_assets.ingest.raw import RAW_TABLES
 from ecommerce_assets.paths import SQL_DIR
 from ecommerce_assets.run import catalog
 from ecommerce_assets.run.build import create_statement
 from ecommerce_assets.run.catalog import bind
+from ecommerce_assets.settings import Settings
 
 
 def schema(name: str) -> dg.TableSchema:

@@ -33,8 +33,8 @@ import pytest
 from dagster._core.events import DagsterEventType
 
 from ecommerce_assets.definitions import defs
-from ecommerce_assets.defs.resources import Settings
 from ecommerce_assets.ml.churn.assets import TRAINING_ASSETS
+from ecommerce_assets.settings import Settings
 
 from .test_alerts import PLANT_SQL, free_port, webhook
 from .test_package import ROOT, _build_wheel, _venv_with_this_venvs_packages
@@ -235,7 +235,7 @@ def test_deploy_env_file_is_valid_prod_settings(tmp_path):
 PROBE = """
 import json, ecommerce_assets
 from ecommerce_assets.definitions import defs
-from ecommerce_assets.defs.resources import Settings
+from ecommerce_assets.settings import Settings
 graph = defs.resolve_asset_graph()
 print(json.dumps({
     "package": ecommerce_assets.__file__,

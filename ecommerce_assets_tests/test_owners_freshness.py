@@ -27,10 +27,10 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.freshness import FreshnessDaemon
 
 from ecommerce_assets.definitions import build_definitions
-from ecommerce_assets.defs.resources import Settings
 from ecommerce_assets.errors import ModelError
 from ecommerce_assets.ml.churn.assets import TRAINING_ASSETS
 from ecommerce_assets.paths import SQL_DIR
+from ecommerce_assets.settings import Settings
 
 # The defaults, written out by hand: group (layer) -> owner.
 OWNER_BY_GROUP = {
@@ -152,7 +152,7 @@ def test_dagsters_freshness_daemon_passes_a_recent_table_and_fails_a_stale_one(t
         textwrap.dedent(
             """\
             from ecommerce_assets.definitions import build_definitions
-            from ecommerce_assets.defs.resources import Settings
+            from ecommerce_assets.settings import Settings
 
             defs = build_definitions(Settings.from_env({"ECOMMERCE_FRESHNESS_HOURS": "5"}))
             """

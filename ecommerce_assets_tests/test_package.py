@@ -44,7 +44,7 @@ PROBE = """
 import json, ecommerce_assets
 from ecommerce_assets.definitions import defs
 from ecommerce_assets.paths import SQL_DIR
-from ecommerce_assets.defs.resources import Settings
+from ecommerce_assets.settings import Settings
 graph = defs.resolve_asset_graph()
 print(json.dumps({
     "package": ecommerce_assets.__file__,

@@ -5,11 +5,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from ecommerce_assets import cli
-from ecommerce_assets.defs.resources import Settings
 from ecommerce_assets.errors import SettingError
+from ecommerce_assets.ingest.raw import RAW_TABLES
+from ecommerce_assets.settings import Settings
+
+from .conftest import make_warehouse
 
 ECOMMERCE_ASSETS = Path(sys.executable).parent / "ecommerce-assets"
 
@@ -71,3 +75,42 @@ def test_a_bad_setting_stops_the_cli_with_one_line_not_a_traceback(tmp_path):
         "ecommerce-assets build: ECOMMERCE_DUCKDB_THREADS='abc': use a whole number of at least 0"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_data_folder_that_does_not_exist_is_a_usage_error_that_writes_nothing(tmp_path):
+    missing = tmp_path / "nonexistent"
+    done = _cli(tmp_path, "build", ECOMMERCE_DATA_DIR=str(missing), ECOMMERCE_OUTPUT_DIR=str(tmp_path / "out"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"ecommerce-assets build: ECOMMERCE_DATA_DIR={str(missing)!r}: no such folder (the folder of the raw_* files)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_data_dir_flag_is_named_when_it_is_the_folder_that_is_missing(tmp_path, capsys):
+    missing = tmp_path / "nonexistent"
+    assert cli.main(["build", "--data-dir", str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"ecommerce-assets build: --data-dir={str(missing)!r}: no such folder (the folder of the raw_* files)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_from_the_ui_with_no_data_folder_fails_before_it_opens_the_warehouse(tmp_path):
+    warehouse = make_warehouse(tmp_path, data_dir=tmp_path / "nonexistent")
+    result = warehouse.run()
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_failure_data.error.message.strip().endswith(
+        f"ECOMMERCE_DATA_DIR={str(tmp_path / 'nonexistent')!r}: no such folder (the folder of the raw_* files)"
+    )
+    assert not Path(warehouse.settings.duckdb_path).exists()
+
+
+def test_a_run_of_models_alone_needs_no_data_folder(tmp_path):
+    """Only a run that loads raw tables reads the folder: models built from loaded tables do not."""
+    raw = [dg.AssetKey(r.name) for r in RAW_TABLES]
+    models = [dg.AssetKey("stg_rejected_rows"), dg.AssetKey("stg_orders")]
+    assert make_warehouse(tmp_path).run(selection=raw + models).success
+    without_data = make_warehouse(tmp_path, data_dir=tmp_path / "nonexistent")
+    assert without_data.run(selection=models).success

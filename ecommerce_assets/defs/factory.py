@@ -13,15 +13,16 @@ from functools import partial
 import dagster as dg
 
 from ecommerce_assets.defs.events import column_lineage, lineage_table, to_dagster
-from ecommerce_assets.defs.resources import DuckDBWarehouse, PipelineConfig, Settings
+from ecommerce_assets.defs.resources import DuckDBWarehouse, PipelineConfig
 from ecommerce_assets.defs.translator import Translator
-from ecommerce_assets.errors import RunFailed
+from ecommerce_assets.errors import RunFailed, SettingError
 from ecommerce_assets.ingest.raw import RAW_TABLES, RawTable
 from ecommerce_assets.project.models import Model, load_macros
 from ecommerce_assets.run import engine
 from ecommerce_assets.run.catalog import Catalog, bind, model_lineage
 from ecommerce_assets.run.context import Run
 from ecommerce_assets.run.pump import pump
+from ecommerce_assets.settings import Settings, require_data_dir
 
 
 def build_warehouse(
@@ -42,6 +43,7 @@ def build_warehouse(
     translator = translator or Translator(freshness_hours=settings.freshness_hours)
     keys = {n.name: translator.asset_key(n) for n in nodes}
     names = {key: name for name, key in keys.items()}
+    raw_names = frozenset(r.name for r in raw_tables)
     catalog = bind(nodes, project.macros) if catalog is None else catalog
     specs, check_specs = translator.specs(nodes, catalog)
 
@@ -72,6 +74,11 @@ def build_warehouse(
             frozenset((names[k.asset_key], k.name) for k in context.selected_asset_check_keys),
         )
         options = config.run_options(settings)
+        if selection.assets & raw_names:
+            try:
+                require_data_dir(str(options.data_dir), "data_dir" if config.data_dir else "ECOMMERCE_DATA_DIR")
+            except SettingError as e:
+                raise dg.Failure(description=str(e)) from None
         with duckdb.connect(holder=context.run.run_id) as (con, died):
             if died:
                 mark_dead_run(context, died)

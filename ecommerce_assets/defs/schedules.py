@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ecommerce_assets.defs.resources import Settings
 from ecommerce_assets.ml.churn.assets import TRAINING_ASSETS
+from ecommerce_assets.settings import Settings
 
 # Everything but the churn model's training, checks included: what the CLI builds and the daily
 # schedule runs. Training needs no daily refresh (churn_training_job, weekly); scoring is daily.
