@@ -209,7 +209,7 @@ def sql_fingerprint() -> str:
 def fresh_db(path: Path) -> None:
     """No DuckDB file at `path`, nor its readers' copy (the Dagster resource's serving copy: the next run's
     copy must be a new one each time, not an update of the previous run's)."""
-    from ecommerce_assets.run.publish import serving_path
+    from ecommerce_assets.run.serve import serving_path
 
     for db in (path, serving_path(str(path))):
         for p in (db, Path(f"{db}.wal"), Path(f"{db}.lock")):
@@ -253,8 +253,8 @@ def dagster_events(home: Path, started_at: float, ended_at: float, assets: list[
     os.environ["DAGSTER_HOME"] = str(home)
     import dagster as dg
 
-    from ecommerce_assets.ingest.raw import RAW_TABLES
     from ecommerce_assets.project.models import load_models
+    from ecommerce_assets.project.sources import RAW_TABLES
 
     names = assets or [r.name for r in RAW_TABLES] + [m.name for m in load_models()]
     with dg.DagsterInstance.get() as instance:
@@ -399,8 +399,8 @@ def floor(spec: dict) -> None:
     t0 = time.perf_counter()
     import duckdb
 
-    from ecommerce_assets.ingest.raw import RAW_TABLES
     from ecommerce_assets.project.models import load_macros, load_models, resolve_deps
+    from ecommerce_assets.project.sources import RAW_TABLES
     from ecommerce_assets.run import engine
     from ecommerce_assets.run.context import Run, RunOptions
 

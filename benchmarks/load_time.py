@@ -24,7 +24,7 @@ phases = {"import dagster": time.perf_counter() - t}
 from ecommerce_assets.run import catalog
 from ecommerce_assets.definitions import build_definitions, load_project
 from ecommerce_assets.project.lineage import column_lineage
-from ecommerce_assets.ingest.raw import RAW_TABLES
+from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.settings import Settings
 
 def timed(name, fn):

@@ -123,7 +123,7 @@ def _built_before(defs: dg.Definitions) -> None:
 
 def _loads_raw(keys: list[dg.AssetKey] | None) -> bool:
     from ecommerce_assets.defs.translator import Translator
-    from ecommerce_assets.ingest.raw import RAW_TABLES
+    from ecommerce_assets.project.sources import RAW_TABLES
 
     return keys is None or any(Translator().asset_key(r) in keys for r in RAW_TABLES)
 
@@ -149,7 +149,7 @@ def compile_selection(keys: list[dg.AssetKey] | None) -> str:
     """The statements a run of `keys` (default: everything) and their checks would execute."""
     from ecommerce_assets.definitions import load_project
     from ecommerce_assets.defs.translator import Translator
-    from ecommerce_assets.ingest.raw import RAW_TABLES
+    from ecommerce_assets.project.sources import RAW_TABLES
     from ecommerce_assets.run.catalog import compile_sql
     from ecommerce_assets.run.engine import Project, Selection
     from ecommerce_assets.settings import Settings

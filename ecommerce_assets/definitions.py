@@ -18,10 +18,10 @@ from ecommerce_assets.defs.schedules import (
     warehouse_job,
     weekly_churn_training_schedule,
 )
-from ecommerce_assets.ingest.raw import RAW_TABLES
 from ecommerce_assets.ml.churn import assets as churn
 from ecommerce_assets.paths import SQL_DIR
 from ecommerce_assets.project.models import Model, load_macros, load_models, resolve_deps
+from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.settings import Settings
 
 

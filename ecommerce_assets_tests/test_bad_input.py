@@ -17,7 +17,7 @@ import pytest
 
 from ecommerce_assets import cli
 from ecommerce_assets.ingest.files import extra_columns
-from ecommerce_assets.ingest.raw import RAW_TABLES
+from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.run.context import DEFAULT_ANALYSIS_DATE_SQL, RunOptions
 
 from .conftest import make_warehouse

@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 
 from benchmarks import seed_baseline
-from ecommerce_assets.ingest.raw import RAW_TABLES
 from ecommerce_assets.project.models import load_models
+from ecommerce_assets.project.sources import RAW_TABLES
 
 from .conftest import SEED_REFERENCE, assert_equals_reference
 

@@ -15,8 +15,8 @@ import pytest
 from ecommerce_assets import cli
 from ecommerce_assets.definitions import build_definitions, defs, load_project
 from ecommerce_assets.errors import ModelError
-from ecommerce_assets.ingest.raw import RAW_TABLES
 from ecommerce_assets.paths import SQL_DIR
+from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.run import catalog
 from ecommerce_assets.run.build import create_statement
 from ecommerce_assets.run.catalog import bind

@@ -5,9 +5,9 @@ import pytest
 
 from ecommerce_assets.definitions import build_definitions, defs
 from ecommerce_assets.errors import ModelError
-from ecommerce_assets.ingest.raw import RAW_TABLES
 from ecommerce_assets.ml.churn.assets import TRAINING_ASSETS
 from ecommerce_assets.project.models import load_models, resolve_deps
+from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.settings import Settings
 
 RAW = {"raw_customers", "raw_orders", "raw_order_items", "raw_products"}

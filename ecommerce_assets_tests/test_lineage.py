@@ -12,9 +12,9 @@ from dataclasses import replace
 import duckdb
 import pytest
 
-from ecommerce_assets.ingest.raw import RAW_TABLES
 from ecommerce_assets.project.lineage import LineageWarning, analyse_lineage, column_lineage
 from ecommerce_assets.project.models import Model, load_macros, load_models, resolve_deps
+from ecommerce_assets.project.sources import RAW_TABLES
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import pytest
 
 from ecommerce_assets.definitions import build_definitions
 from ecommerce_assets.errors import ModelError, RunFailed
-from ecommerce_assets.ingest.raw import RAW_TABLES
 from ecommerce_assets.paths import SQL_DIR
 from ecommerce_assets.project.models import load_models, resolve_deps
+from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.run.context import Run, RunOptions
 from ecommerce_assets.run.engine import Checked, Project, Selection, execute
 

@@ -19,9 +19,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 from ecommerce_assets.definitions import defs
-from ecommerce_assets.ingest.raw import RAW_TABLES
 from ecommerce_assets.paths import default_data_dir
 from ecommerce_assets.project.models import load_models
+from ecommerce_assets.project.sources import RAW_TABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 # Runtime state and build output that `pip install git+...` would never see.

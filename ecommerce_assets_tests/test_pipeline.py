@@ -11,9 +11,9 @@ import duckdb
 import pytest
 
 from ecommerce_assets.defs.resources import DuckDBWarehouse
-from ecommerce_assets.ingest.raw import RAW_TABLES
 from ecommerce_assets.ml.churn.assets import TRAINING_ASSETS
 from ecommerce_assets.project.models import load_models, resolve_deps
+from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.run.context import Run, RunOptions
 from ecommerce_assets.run.engine import Project, Selection, execute, timings_table
 from ecommerce_assets.run.plan import Task, plan, run_tasks

@@ -10,7 +10,7 @@ import pytest
 
 from ecommerce_assets import cli
 from ecommerce_assets.errors import SettingError
-from ecommerce_assets.ingest.raw import RAW_TABLES
+from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.settings import Settings
 
 from .conftest import make_warehouse

@@ -16,8 +16,8 @@ from ecommerce_assets.defs.events import column_lineage, lineage_table, to_dagst
 from ecommerce_assets.defs.resources import DuckDBWarehouse, PipelineConfig
 from ecommerce_assets.defs.translator import Translator
 from ecommerce_assets.errors import RunFailed, SettingError
-from ecommerce_assets.ingest.raw import RAW_TABLES, RawTable
 from ecommerce_assets.project.models import Model, load_macros
+from ecommerce_assets.project.sources import RAW_TABLES, RawTable
 from ecommerce_assets.run import engine
 from ecommerce_assets.run.catalog import Catalog, bind, model_lineage
 from ecommerce_assets.run.context import Run

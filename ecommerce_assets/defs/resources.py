@@ -12,7 +12,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ecommerce_assets.run.context import RunOptions
-from ecommerce_assets.run.publish import serving_path
+from ecommerce_assets.run.serve import serving_path
 from ecommerce_assets.settings import Settings
 
 

@@ -14,9 +14,9 @@ from datetime import timedelta
 import dagster as dg
 
 from ecommerce_assets.defs.events import code_reference, sql_block
-from ecommerce_assets.ingest.raw import RawTable
 from ecommerce_assets.project.checks import CheckDecl
 from ecommerce_assets.project.models import Model, default_owner
+from ecommerce_assets.project.sources import RawTable
 from ecommerce_assets.run.catalog import Catalog
 from ecommerce_assets.settings import DEFAULT_FRESHNESS_HOURS
 

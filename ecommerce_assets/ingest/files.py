@@ -1,6 +1,6 @@
 """Reading the raw export files: which files a table has, and the SQL that reads them typed.
 
-The validation of what users deliver lives here (headers, formats); raw.py decides where the
+The validation of what users deliver lives here (headers, formats); run/load.py decides where the
 rows go and keeps the load log. A file that cannot be read as the declared table fails the run
 with a message naming the file and the line (`RawLoadError`, or DuckDB's own conversion error,
 which names the line, the column and the value); rows that read fine but break a rule are the
@@ -14,15 +14,11 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
 
 from ecommerce_assets.errors import RawLoadError
-
-if TYPE_CHECKING:
-    from ecommerce_assets.ingest.raw import RawTable
-
+from ecommerce_assets.project.sources import RawTable
 
 # How much of a CSV file is sniffed for binary content and for its header line.
 _SNIFF_BYTES = 64 * 1024

@@ -137,8 +137,12 @@ where row_count < last_published_rows * (1 - getvariable('max_row_drop'))
 """
 
 
+# The layers whose row count is compared with the last publish (row_count_drop_check).
+VOLUME_CHECKED_LAYERS = ("raw", "marts")
+
+
 def row_count_drop_check(model_table: str) -> CheckDecl:
-    """The check every raw table and mart carries (see `publish.VOLUME_CHECKED_LAYERS`)."""
+    """The check every raw table and mart carries (see `VOLUME_CHECKED_LAYERS`)."""
     return _decl(model_table, "no_sudden_row_drop", "row_count_drop", None, {})
 
 

@@ -30,8 +30,8 @@ from sqlglot.optimizer.scope import Scope, build_scope
 from sqlglot.schema import MappingSchema
 
 from ecommerce_assets.errors import EcommerceAssetsError
-from ecommerce_assets.ingest.raw import SCHEMA as RAW_SCHEMA
 from ecommerce_assets.project.models import Model
+from ecommerce_assets.project.sources import SCHEMA as RAW_SCHEMA
 
 __all__ = ["ColumnLineage", "LineageWarning", "analyse_lineage", "column_lineage"]
 

@@ -32,12 +32,13 @@ from pathlib import Path
 import duckdb
 
 from ecommerce_assets.errors import ModelError, RawLoadError
-from ecommerce_assets.ingest import raw as raw_loaders
-from ecommerce_assets.ingest.raw import RawTable, source_files
+from ecommerce_assets.ingest.files import source_files
+from ecommerce_assets.project import sources as raw_loaders
 from ecommerce_assets.project.checks import CheckDecl
 from ecommerce_assets.project.header import read_header
 from ecommerce_assets.project.lineage import column_lineage
 from ecommerce_assets.project.models import Model
+from ecommerce_assets.project.sources import RawTable
 from ecommerce_assets.run.build import (
     INCREMENTAL_COLUMNS,
     create_statement,
@@ -47,8 +48,9 @@ from ecommerce_assets.run.build import (
 )
 from ecommerce_assets.run.engine import Node, Project, Selection
 from ecommerce_assets.run.keys import KEY_TABLES
+from ecommerce_assets.run.logs import create_publish_log
 from ecommerce_assets.run.plan import plan
-from ecommerce_assets.run.publish import create_publish_log, delta_name
+from ecommerce_assets.run.publish import delta_name
 
 # Any values do: binding needs only the variables' types, those a run sets (run.Run).
 _VARIABLES = {

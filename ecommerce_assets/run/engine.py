@@ -18,21 +18,15 @@ from dataclasses import dataclass, field
 import duckdb
 
 from ecommerce_assets.errors import ModelError, RawLoadError, RunFailed
-from ecommerce_assets.ingest.raw import RawTable, create_load_log
 from ecommerce_assets.project.checks import CheckDecl, CheckOutcome, evaluate, screen
 from ecommerce_assets.project.models import Model
+from ecommerce_assets.project.sources import RawTable
 from ecommerce_assets.run.build import TableStats, build_model, build_raw, located, table_stats
 from ecommerce_assets.run.context import Run
 from ecommerce_assets.run.keys import VERIFY_KEYS
+from ecommerce_assets.run.logs import CHECK_LOG, PUBLISH_LOG, create_load_log, create_publish_log
 from ecommerce_assets.run.plan import Task, plan, run_tasks
-from ecommerce_assets.run.publish import (
-    CHECK_LOG,
-    PUBLISH_LOG,
-    clean_up,
-    create_publish_log,
-    publish,
-    publishable,
-)
+from ecommerce_assets.run.publish import clean_up, publish, publishable
 from ecommerce_assets.run.pump import Log
 from ecommerce_assets.run.serve import copy_statement, drop_staged, files_folder, table_file, write_serving_copy
 

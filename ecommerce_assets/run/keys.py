@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ecommerce_assets.errors import ChangedMacroError
-from ecommerce_assets.ingest.raw import LOADED_AT, RAW_TABLES
+from ecommerce_assets.project.sources import LOADED_AT, RAW_TABLES
 from ecommerce_assets.run.publish import DELTA_SUFFIX
 
 # Relations of the run, not of the warehouse: the `__delta` suffix has the next run drop what a

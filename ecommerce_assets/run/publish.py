@@ -17,15 +17,10 @@ from pathlib import Path
 
 import duckdb
 
+from ecommerce_assets.run.logs import LOAD_LOG, PUBLISH_LOG
+
 BUILD_SUFFIX = "__build"
 DELTA_SUFFIX = "__delta"
-# Per run and published table: its rows once published (the sudden-drop checks compare to it).
-PUBLISH_LOG = "raw._published"
-# Per check run on a published table: its failing rows. A table kept as it is reports them again,
-# and a table with a failed blocking check since its publish is rebuilt, never kept or maintained.
-CHECK_LOG = "raw._checked"
-# The layers whose row count is compared with the last publish (checks.row_count_drop_check).
-VOLUME_CHECKED_LAYERS = ("raw", "marts")
 
 
 def build_name(table: str) -> str:
@@ -140,8 +135,6 @@ def publish(
 ) -> None:
     """One transaction: the `names` nodes' relations in order, their load-log changes and the publish
     log. Then the staged files. Either all relations are published or none."""
-    from ecommerce_assets.ingest.raw import LOAD_LOG
-
     kinds = dict(
         con.execute(
             "select schema_name || '.' || table_name, 'table' from duckdb_tables() union all "
@@ -204,27 +197,3 @@ def publish_statements(pending: Pending, existing: str | None) -> list[str]:
             f"drop view {built}",
         ]
     raise ValueError(f"{table}: unknown publish kind {pending.kind!r}")
-
-
-def create_publish_log(con: duckdb.DuckDBPyConnection) -> None:
-    """The publish log, and the macro the sudden-drop checks read it with."""
-    con.execute(
-        f"create table if not exists {PUBLISH_LOG} (run_id varchar, table_name varchar, row_count bigint, published_at timestamp)"
-    )
-    # Added after the first release: a warehouse made before them gets the columns here.
-    con.execute(f"alter table {PUBLISH_LOG} add column if not exists code_version varchar")
-    con.execute(f"alter table {PUBLISH_LOG} add column if not exists inputs varchar")
-    con.execute(
-        f"create table if not exists {CHECK_LOG} (table_name varchar, check_name varchar, failing bigint,"
-        " blocking boolean, run_id varchar, checked_at timestamp)"
-    )
-    con.execute(
-        "create or replace macro published_row_count(t) as (select row_count from "
-        f"{PUBLISH_LOG} where table_name = t order by published_at desc limit 1)"
-    )
-
-
-def serving_path(database: str) -> Path:
-    """The read-only copy readers open: `warehouse/dev.duckdb` -> `warehouse/dev.serving.duckdb`."""
-    path = Path(database)
-    return path.with_name(f"{path.stem}.serving{path.suffix or '.duckdb'}")

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import duckdb
 
-from ecommerce_assets.run.publish import BUILD_SUFFIX, DELTA_SUFFIX, PUBLISH_LOG, STAGED_SUFFIX, staged_path
+from ecommerce_assets.run.logs import PUBLISH_LOG
+from ecommerce_assets.run.publish import BUILD_SUFFIX, DELTA_SUFFIX, STAGED_SUFFIX, staged_path
 
 ALIAS = "serving_copy"
 PREVIOUS = "serving_previous"
@@ -255,3 +256,9 @@ def quote_literal(path: Path) -> str:
 def remove(staged: Path) -> None:
     staged.unlink(missing_ok=True)
     Path(f"{staged}.wal").unlink(missing_ok=True)
+
+
+def serving_path(database: str) -> Path:
+    """The read-only copy readers open: `warehouse/dev.duckdb` -> `warehouse/dev.serving.duckdb`."""
+    path = Path(database)
+    return path.with_name(f"{path.stem}.serving{path.suffix or '.duckdb'}")
