@@ -34,12 +34,14 @@ def build_definitions(settings: Settings | None = None, sql_dir: Path = SQL_DIR)
     settings = settings or Settings.from_env()
     models, macros = load_project(sql_dir)
     warehouse = build_warehouse(models, settings, after_build=analyses.after_build(models), macros=macros)
+    whole_graph = warehouse_job(churn.TRAINING_ASSETS)
     churn_defs = churn.build_churn(settings.output_dir, models, settings.freshness_hours)
+    training = churn_training_job(churn.TRAINING_ASSETS)
     return dg.Definitions(
         assets=[warehouse, *churn_defs["assets"]],
         asset_checks=churn_defs["asset_checks"],
-        jobs=[warehouse_job, checks_job, churn_training_job],
-        schedules=[daily_schedule(settings), weekly_churn_training_schedule(settings)],
+        jobs=[whole_graph, checks_job, training],
+        schedules=[daily_schedule(settings, whole_graph), weekly_churn_training_schedule(settings, training)],
         sensors=alerts.SENSORS,
         resources={"duckdb": DuckDBWarehouse.from_settings(settings)},
         # One process runs a whole run: DuckDB allows one writer per file.

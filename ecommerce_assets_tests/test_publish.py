@@ -18,8 +18,9 @@ import pytest
 from dagster._core.instance.ref import InstanceRef  # a second process reads the same run storage
 
 from ecommerce_assets.generate import generate
+from ecommerce_assets.project.relations import BUILD_SUFFIX, DELTA_SUFFIX
 from ecommerce_assets.run.logs import CHECK_LOG, PUBLISH_LOG
-from ecommerce_assets.run.publish import BUILD_SUFFIX, DELTA_SUFFIX, publishable
+from ecommerce_assets.run.publish import publishable
 from ecommerce_assets.run.serve import serving_path
 
 from .conftest import make_warehouse

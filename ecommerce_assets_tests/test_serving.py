@@ -10,7 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ecommerce_assets.run import publish
+from ecommerce_assets.project.relations import BUILD_SUFFIX
+from ecommerce_assets.run import logs, publish
 from ecommerce_assets.run.serve import files_folder, write_serving_copy
 
 SKIPS = ("raw", "staging")
@@ -24,7 +25,7 @@ class Warehouse:
         self.runs = 0
         for schema in ("raw", "staging", "marts", "analyses", "_changes"):
             self.con.execute(f"create schema {schema}")
-        publish.create_publish_log(self.con)
+        logs.create_publish_log(self.con)
 
     def run(self, tables: dict[str, str] | None = None, views: dict[str, str] | None = None) -> str:
         """Publishes `tables` and `views` (name -> select) as one run; returns its run id."""
@@ -37,7 +38,7 @@ class Warehouse:
             self.con.execute(f"create or replace view {name} as {sql}")
         for name in [*tables, *views]:
             self.con.execute(
-                f"insert into {publish.PUBLISH_LOG} (run_id, table_name, published_at)"
+                f"insert into {logs.PUBLISH_LOG} (run_id, table_name, published_at)"
                 " values (?, ?, timestamp '2026-01-01' + to_hours(?::bigint))",
                 [run_id, name, self.runs],
             )
@@ -77,7 +78,7 @@ def warehouse(tmp_path) -> Warehouse:
         },
     )
     # Neither published nor for readers: a run's unpublished build and a bookkeeping schema.
-    wh.con.execute(f"create table marts.sales{publish.BUILD_SUFFIX} as select 1 as x")
+    wh.con.execute(f"create table marts.sales{BUILD_SUFFIX} as select 1 as x")
     wh.con.execute("create table _changes.log as select 1 as x")
     yield wh
     wh.con.close()

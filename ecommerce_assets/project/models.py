@@ -23,6 +23,7 @@ from sqlglot import exp
 
 from ecommerce_assets.errors import ChangedMacroError, ModelError
 from ecommerce_assets.paths import SQL_DIR
+from ecommerce_assets.project import changed as changes
 from ecommerce_assets.project.checks import (
     VOLUME_CHECKED_LAYERS,
     CheckDecl,
@@ -32,7 +33,6 @@ from ecommerce_assets.project.checks import (
     sql_check,
 )
 from ecommerce_assets.project.header import EXPORT_FORMATS, dagster_owner, read_header
-from ecommerce_assets.run import keys as changes
 
 __all__ = [
     "EXPORT_FORMATS",

@@ -11,12 +11,13 @@ from pathlib import Path
 import duckdb
 
 from ecommerce_assets.errors import ModelError
+from ecommerce_assets.project.changed import CHANGED_KEYS
 from ecommerce_assets.project.models import EXPORT_FORMATS, Model
+from ecommerce_assets.project.relations import build_name, delta_name
 from ecommerce_assets.project.sources import RawTable
 from ecommerce_assets.run.context import Run
-from ecommerce_assets.run.keys import CHANGED_KEYS
 from ecommerce_assets.run.load import load
-from ecommerce_assets.run.publish import Pending, build_name, delta_name
+from ecommerce_assets.run.publish import Pending
 
 # Rows shown in the catalog: a sample of a model, the whole answer of an analysis (up to 50).
 PREVIEW_ROWS = {"analyses": 50}

@@ -34,10 +34,12 @@ import duckdb
 from ecommerce_assets.errors import ModelError, RawLoadError
 from ecommerce_assets.ingest.files import source_files
 from ecommerce_assets.project import sources as raw_loaders
+from ecommerce_assets.project.changed import KEY_TABLES
 from ecommerce_assets.project.checks import CheckDecl
 from ecommerce_assets.project.header import read_header
 from ecommerce_assets.project.lineage import column_lineage
 from ecommerce_assets.project.models import Model
+from ecommerce_assets.project.relations import delta_name
 from ecommerce_assets.project.sources import RawTable
 from ecommerce_assets.run.build import (
     INCREMENTAL_COLUMNS,
@@ -47,10 +49,8 @@ from ecommerce_assets.run.build import (
     located,
 )
 from ecommerce_assets.run.engine import Node, Project, Selection
-from ecommerce_assets.run.keys import KEY_TABLES
 from ecommerce_assets.run.logs import create_publish_log
 from ecommerce_assets.run.plan import plan
-from ecommerce_assets.run.publish import delta_name
 
 # Any values do: binding needs only the variables' types, those a run sets (run.Run).
 _VARIABLES = {
@@ -179,7 +179,7 @@ def _bind(nodes: Sequence[Node], macros: Sequence[str]) -> Catalog:
 
 
 def _bind_raw(con: duckdb.DuckDBPyConnection, raw: RawTable) -> list[tuple[str, str]]:
-    """The table `raw.load` creates: the declared columns and `_loaded_at`."""
+    """The table `load.load` creates: the declared columns and `_loaded_at`."""
     try:
         _create_empty(con, raw.table, list(raw.table_columns.items()))
         return _describe(con, raw.table)

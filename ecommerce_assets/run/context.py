@@ -13,11 +13,12 @@ from typing import TypeVar
 import duckdb
 
 from ecommerce_assets.project.models import retarget
+from ecommerce_assets.project.relations import delta_name
 from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.project.sources import SCHEMA as raw_schema
 from ecommerce_assets.run.keys import VERIFY_KEYS, RawChange, all_keys_statement, keys_statement
 from ecommerce_assets.run.logs import CHECK_LOG, PUBLISH_LOG
-from ecommerce_assets.run.publish import Pending, Publication, delta_name, staged_path
+from ecommerce_assets.run.publish import Pending, Publication, staged_path
 
 T = TypeVar("T")
 

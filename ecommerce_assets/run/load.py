@@ -14,9 +14,10 @@ import duckdb
 
 from ecommerce_assets.errors import RawLoadError
 from ecommerce_assets.ingest.files import read_sql, source_files
+from ecommerce_assets.project.relations import delta_name
 from ecommerce_assets.project.sources import LOADED_AT, SCHEMA, RawTable
 from ecommerce_assets.run.logs import LOAD_LOG, create_load_log
-from ecommerce_assets.run.publish import Pending, delta_name
+from ecommerce_assets.run.publish import Pending
 
 
 @dataclass(frozen=True)

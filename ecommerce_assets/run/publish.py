@@ -17,18 +17,8 @@ from pathlib import Path
 
 import duckdb
 
+from ecommerce_assets.project.relations import BUILD_SUFFIX, DELTA_SUFFIX, build_name, delta_name
 from ecommerce_assets.run.logs import LOAD_LOG, PUBLISH_LOG
-
-BUILD_SUFFIX = "__build"
-DELTA_SUFFIX = "__delta"
-
-
-def build_name(table: str) -> str:
-    return table + BUILD_SUFFIX
-
-
-def delta_name(table: str) -> str:
-    return table + DELTA_SUFFIX
 
 
 @dataclass(frozen=True)

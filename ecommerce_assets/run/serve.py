@@ -30,8 +30,9 @@ from pathlib import Path
 
 import duckdb
 
+from ecommerce_assets.project.relations import BUILD_SUFFIX, DELTA_SUFFIX
 from ecommerce_assets.run.logs import PUBLISH_LOG
-from ecommerce_assets.run.publish import BUILD_SUFFIX, DELTA_SUFFIX, STAGED_SUFFIX, staged_path
+from ecommerce_assets.run.publish import STAGED_SUFFIX, staged_path
 
 ALIAS = "serving_copy"
 PREVIOUS = "serving_previous"

@@ -593,7 +593,7 @@ def _md_table(rows: list[list[str]]) -> str:
 
 
 def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) -> dict:
-    """The churn assets and their checks (the training job and its schedule are in schedules.py).
+    """The churn assets and their checks (the training job and its schedule are in defs/schedules.py).
     Scoring is as fresh as the daily tables; training is weekly, so a week later."""
     import base64
 
