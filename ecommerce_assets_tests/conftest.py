@@ -16,6 +16,9 @@ from ecommerce_assets.definitions import build_definitions
 from ecommerce_assets.paths import SQL_DIR
 from ecommerce_assets.settings import Settings
 
+# The checkout, its bundled raw files and the tests' own fixtures.
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED_REFERENCE = sorted((FIXTURES / "seed_reference").glob("*.csv"))
 # Measured to the run's analysis date here, to the day of the run in the seed.

@@ -21,8 +21,7 @@ from dagster._core.events import DagsterEventType
 
 from ecommerce_assets.defs.alerts import alert_on_error_checks, alert_on_run_failure, send
 from ecommerce_assets.paths import SAMPLE_DATA_DIR
-
-from .conftest import make_warehouse
+from ecommerce_assets_tests.conftest import make_warehouse
 
 UI = "https://dagster.example.com"
 PLANT_SQL = "insert into intermediate.int_customer_orders select * from intermediate.int_customer_orders limit 1"

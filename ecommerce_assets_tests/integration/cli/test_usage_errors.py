@@ -12,8 +12,7 @@ from ecommerce_assets import cli
 from ecommerce_assets.errors import SettingError
 from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.settings import Settings
-
-from .conftest import make_warehouse
+from ecommerce_assets_tests.conftest import make_warehouse
 
 ECOMMERCE_ASSETS = Path(sys.executable).parent / "ecommerce-assets"
 

@@ -16,8 +16,7 @@ import duckdb
 import pytest
 
 from ecommerce_assets import generate
-
-from .conftest import make_warehouse
+from ecommerce_assets_tests.conftest import make_warehouse
 
 COMPARED_SCHEMAS = ("intermediate", "marts", "ml", "analyses")
 MAINTAINED = (

@@ -19,10 +19,8 @@ from ecommerce_assets import cli
 from ecommerce_assets.ingest.files import extra_columns
 from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.run.context import DEFAULT_ANALYSIS_DATE_SQL, RunOptions
+from ecommerce_assets_tests.conftest import DATA, make_warehouse
 
-from .conftest import make_warehouse
-
-DATA = Path(__file__).parent.parent / "data"
 RAW = [r.name for r in RAW_TABLES]
 STAGING = ["stg_customers", "stg_orders", "stg_order_items", "stg_products", "stg_rejected_rows"]
 RAW_AND_STAGING = [dg.AssetKey(n) for n in RAW + STAGING]

@@ -3,9 +3,8 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).parent.parent
+from ecommerce_assets_tests.conftest import ROOT
 
 
 def test_the_daily_benchmark_runs_the_full_build_each_day_the_rerun_and_the_rebuild(tmp_path):

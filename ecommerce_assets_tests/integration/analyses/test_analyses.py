@@ -34,8 +34,7 @@ from ecommerce_assets.run.build import export, table_stats
 from ecommerce_assets.run.context import Run, RunOptions
 from ecommerce_assets.run.engine import Built
 from ecommerce_assets.run.publish import publish
-
-from .conftest import make_warehouse
+from ecommerce_assets_tests.conftest import make_warehouse
 
 ANALYSES = {
     "segment_distribution",

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+from ecommerce_assets_tests.conftest import ROOT
+
 RUFF = Path(sys.executable).parent / "ruff"
 
 

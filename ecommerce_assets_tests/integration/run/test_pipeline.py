@@ -18,8 +18,7 @@ from ecommerce_assets.run.context import Run, RunOptions
 from ecommerce_assets.run.engine import Project, Selection, execute, timings_table
 from ecommerce_assets.run.plan import Task, plan, run_tasks
 from ecommerce_assets.run.pump import pump
-
-from .conftest import SEED_REFERENCE, assert_equals_reference, make_warehouse
+from ecommerce_assets_tests.conftest import SEED_REFERENCE, assert_equals_reference, make_warehouse
 
 PIPELINE = {
     "raw_customers",

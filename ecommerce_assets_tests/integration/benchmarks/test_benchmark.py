@@ -4,17 +4,14 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import duckdb
 
 from benchmarks import seed_baseline
 from ecommerce_assets.project.models import load_models
 from ecommerce_assets.project.sources import RAW_TABLES
+from ecommerce_assets_tests.conftest import ROOT, SEED_REFERENCE, assert_equals_reference
 
-from .conftest import SEED_REFERENCE, assert_equals_reference
-
-ROOT = Path(__file__).parent.parent
 DATA = ROOT / "data"
 
 

@@ -35,9 +35,8 @@ from dagster._core.events import DagsterEventType
 from ecommerce_assets.definitions import defs
 from ecommerce_assets.ml.churn.assets import TRAINING_ASSETS
 from ecommerce_assets.settings import Settings
-
-from .test_alerts import PLANT_SQL, free_port, webhook
-from .test_package import ROOT, _build_wheel, _venv_with_this_venvs_packages
+from ecommerce_assets_tests.integration.package.test_package import ROOT, _build_wheel, _venv_with_this_venvs_packages
+from ecommerce_assets_tests.unit.defs.test_alerts import PLANT_SQL, free_port, webhook
 
 DEPLOY = ROOT / "deploy"
 PG_USER = "dagster"

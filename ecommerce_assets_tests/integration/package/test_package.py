@@ -22,8 +22,8 @@ from ecommerce_assets.definitions import defs
 from ecommerce_assets.paths import default_data_dir
 from ecommerce_assets.project.models import load_models
 from ecommerce_assets.project.sources import RAW_TABLES
+from ecommerce_assets_tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 # Runtime state and build output that `pip install git+...` would never see.
 NOT_SOURCE = shutil.ignore_patterns(
     ".git",

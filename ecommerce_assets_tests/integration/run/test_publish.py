@@ -22,8 +22,7 @@ from ecommerce_assets.project.relations import BUILD_SUFFIX, DELTA_SUFFIX
 from ecommerce_assets.run.logs import CHECK_LOG, PUBLISH_LOG
 from ecommerce_assets.run.publish import publishable
 from ecommerce_assets.run.serve import serving_path
-
-from .conftest import make_warehouse
+from ecommerce_assets_tests.conftest import DATA, make_warehouse
 
 CUSTOMERS = 1500
 KILLS = 10
@@ -247,7 +246,7 @@ def test_an_export_that_comes_empty_is_reported_by_warn_checks(tmp_path):
     """No key is broken by an empty order-line export, yet it must not pass unnoticed: the raw
     table lost more than half its rows against the last publish, and products earn nothing."""
     data = tmp_path / "data"
-    shutil.copytree(Path(__file__).parents[1] / "data", data)
+    shutil.copytree(DATA, data)
     wh = make_warehouse(tmp_path, data_dir=data)
     assert wh.run().success
     (data / "raw_order_items.csv").write_text("order_item_id,order_id,product_id,quantity,unit_price\n")
@@ -265,7 +264,7 @@ def test_an_export_that_comes_empty_is_reported_by_warn_checks(tmp_path):
 
 def test_the_allowed_drop_is_a_setting(tmp_path):
     data = tmp_path / "data"
-    shutil.copytree(Path(__file__).parents[1] / "data", data)
+    shutil.copytree(DATA, data)
     wh = make_warehouse(tmp_path, data_dir=data, ECOMMERCE_MAX_ROW_DROP="100")
     assert wh.run().success
     (data / "raw_customers.csv").write_text("customer_id,email,first_name,last_name,country,created_at\n")

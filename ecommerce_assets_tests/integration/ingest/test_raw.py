@@ -5,9 +5,8 @@ from pathlib import Path
 
 import duckdb
 
-from .conftest import make_warehouse
+from ecommerce_assets_tests.conftest import DATA, make_warehouse
 
-DATA = Path(__file__).parent.parent / "data"
 MART = "select * exclude (updated_at) from marts.fct_customer_metrics order by customer_id"
 
 

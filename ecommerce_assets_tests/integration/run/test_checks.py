@@ -11,9 +11,8 @@ import duckdb
 import pytest
 
 from ecommerce_assets.paths import SQL_DIR
-
-from .conftest import FIXTURES, make_warehouse
-from .test_pipeline import materialized
+from ecommerce_assets_tests.conftest import FIXTURES, make_warehouse
+from ecommerce_assets_tests.integration.run.test_pipeline import materialized
 
 DIRTY = FIXTURES / "dirty"
 

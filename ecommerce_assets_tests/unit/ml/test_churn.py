@@ -12,8 +12,7 @@ import pytest
 from ecommerce_assets.definitions import load_project
 from ecommerce_assets.generate import generate
 from ecommerce_assets.ml.churn import assets as churn
-
-from .conftest import make_warehouse
+from ecommerce_assets_tests.conftest import make_warehouse
 
 CUSTOMERS = 3000
 CHURN_ASSETS = {"churn_training_data", "churn_model", "churn_model_evaluation", "churn_scores"}

@@ -22,10 +22,9 @@ from ecommerce_assets.project.models import load_models, resolve_deps
 from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.run.context import Run, RunOptions
 from ecommerce_assets.run.engine import Checked, Project, Selection, execute
+from ecommerce_assets_tests.conftest import DATA, make_warehouse
 
-from .conftest import make_warehouse
-
-DATA_DIR = Path(__file__).parent.parent / "data"
+DATA_DIR = DATA
 QUIET = SimpleNamespace(info=lambda m: None, warning=lambda m: None, error=lambda m: None)
 
 SOURCES = {r.name: "raw" for r in RAW_TABLES}

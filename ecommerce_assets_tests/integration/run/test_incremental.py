@@ -1,15 +1,13 @@
 """fct_customer_metrics_incremental equals a full rebuild after every kind of change."""
 
 import shutil
-from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
 
-from .conftest import make_warehouse
+from ecommerce_assets_tests.conftest import DATA, make_warehouse
 
-DATA = Path(__file__).parent.parent / "data"
 INCREMENTAL = "marts.fct_customer_metrics_incremental"
 
 
