@@ -55,7 +55,7 @@ class Translator:
     def column_constraints(self, node: RawTable | Model, column: str) -> dg.TableColumnConstraints:
         """What the column's ERROR checks guard: `not_null` -> not nullable, `unique` -> unique. A WARN
         check does not count: stg_customers.email is NULL when invalid, and its not_null only warns."""
-        kinds = {c.kind for c in getattr(node, "checks", ()) if c.column == column and c.blocking}
+        kinds = {c.kind for c in node.checks if c.column == column and c.blocking}
         return dg.TableColumnConstraints(nullable="not_null" not in kinds, unique="unique" in kinds)
 
     def column_schema(self, node: RawTable | Model, catalog: Catalog | None) -> dg.TableSchema | None:

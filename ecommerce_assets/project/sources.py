@@ -40,6 +40,11 @@ class RawTable:
     def table(self) -> str:
         return f"{SCHEMA}.{self.name}"
 
+    # A raw table reads no other node, is a table, and is reloaded from its files, not maintained.
+    deps: tuple[str, ...] = field(default=(), init=False, repr=False)
+    materialized: str = field(default="table", init=False, repr=False)
+    maintained: bool = field(default=False, init=False, repr=False)
+
     @property
     def table_columns(self) -> dict[str, str]:
         """The loaded table's columns and types: the declared ones, then `_loaded_at`."""

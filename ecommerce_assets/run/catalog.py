@@ -39,6 +39,7 @@ from ecommerce_assets.project.checks import CheckDecl
 from ecommerce_assets.project.header import read_header
 from ecommerce_assets.project.lineage import column_lineage
 from ecommerce_assets.project.models import Model
+from ecommerce_assets.project.node import Node
 from ecommerce_assets.project.relations import delta_name
 from ecommerce_assets.project.sources import RawTable
 from ecommerce_assets.run.build import (
@@ -48,7 +49,7 @@ from ecommerce_assets.run.build import (
     incremental_statement,
     located,
 )
-from ecommerce_assets.run.engine import Node, Project, Selection
+from ecommerce_assets.run.engine import Project, Selection
 from ecommerce_assets.run.logs import create_publish_log
 from ecommerce_assets.run.plan import plan
 
@@ -171,7 +172,7 @@ def _bind(nodes: Sequence[Node], macros: Sequence[str]) -> Catalog:
             con.execute(f"set variable {variable} = ?::{type_}", [value])
         columns = {n.name: _bind_raw(con, n) if isinstance(n, RawTable) else _bind_model(con, n) for n in nodes}
         for model in nodes:
-            for check in getattr(model, "checks", ()):
+            for check in model.checks:
                 _bind_check(con, model, check)
         return Catalog(columns)
     finally:

@@ -20,6 +20,7 @@ import duckdb
 from ecommerce_assets.errors import ModelError, RawLoadError, RunFailed
 from ecommerce_assets.project.checks import CheckDecl, CheckOutcome, evaluate, screen
 from ecommerce_assets.project.models import Model
+from ecommerce_assets.project.node import Node
 from ecommerce_assets.project.sources import RawTable
 from ecommerce_assets.run.build import TableStats, build_model, build_raw, located, table_stats
 from ecommerce_assets.run.context import Run
@@ -29,8 +30,6 @@ from ecommerce_assets.run.plan import Task, plan, run_tasks
 from ecommerce_assets.run.publish import clean_up, publish, publishable
 from ecommerce_assets.run.pump import Log
 from ecommerce_assets.run.serve import copy_statement, drop_staged, files_folder, table_file, write_serving_copy
-
-Node = RawTable | Model
 
 # Not in the readers' copy: the raw exports (readers have the files), staging's views of them
 # (copying them would copy every raw row on each run), and the intermediate building blocks, which
@@ -84,7 +83,7 @@ class Selection:
     def everything(cls, nodes: Sequence[Node]) -> Selection:
         return cls(
             frozenset(n.name for n in nodes),
-            frozenset((n.name, c.name) for n in nodes for c in getattr(n, "checks", ())),
+            frozenset((n.name, c.name) for n in nodes for c in n.checks),
         )
 
 
@@ -117,7 +116,7 @@ def execute(
     """
     run.log = log
     run.versions = fingerprints(project.nodes)
-    run.maintained = tuple(n.table for n in project.nodes if getattr(n, "maintained", False))
+    run.maintained = tuple(n.table for n in project.nodes if n.maintained)
     run.schemas = {n.name: n.layer for n in project.nodes}
     prepare(run, project)
     after_build = project.after_build
@@ -148,7 +147,7 @@ def execute(
             return (lambda: _timed(checks, run, node, runnable)) if runnable else None
         if node.name not in selection.assets:
             return None
-        waiting_on = [d for d in getattr(node, "deps", ()) if d in held_back]
+        waiting_on = [d for d in node.deps if d in held_back]
         if waiting_on:
             log.warning(f"{node.name}: skipped, upstream {waiting_on} failed or failed a blocking check")
             held_back.add(node.name)
@@ -245,7 +244,7 @@ def fingerprints(nodes: Sequence[Node]) -> dict[str, str]:
     with: any change to its code or upstream of it rebuilds it from scratch."""
     versions: dict[str, str] = {}
     for node in nodes:
-        upstream = "".join(versions.get(d, "") for d in sorted(getattr(node, "deps", ())))
+        upstream = "".join(versions.get(d, "") for d in sorted(node.deps))
         versions[node.name] = hashlib.sha256(f"{node.code_version}{upstream}".encode()).hexdigest()[:16]
     return versions
 
@@ -254,8 +253,8 @@ def publish_run(run: Run, project: Project, built: list[Built], blocked: set[str
     """Publishes what may be (see publish.publishable) in one transaction; returns the node names
     the run's events describe as published."""
     staged = set(run.publication.relations)
-    deps = {n.name: getattr(n, "deps", ()) for n in project.nodes}
-    views = {n.name for n in project.nodes if getattr(n, "materialized", None) == "view"}
+    deps = {n.name: n.deps for n in project.nodes}
+    views = {n.name for n in project.nodes if n.materialized == "view"}
     names = publishable(staged, blocked, deps, views)
     held = sorted(staged - names)
     if held:

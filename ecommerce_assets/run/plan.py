@@ -36,11 +36,11 @@ def plan(nodes: Sequence, selected_checks: Iterable[tuple[str, str]]) -> list[Ta
     builds = {n.name: Task("build", n) for n in nodes}
     checks: dict[str, Task] = {}
     for n in nodes:
-        decls = [c for c in getattr(n, "checks", ()) if (n.name, c.name) in selected_checks]
+        decls = [c for c in n.checks if (n.name, c.name) in selected_checks]
         if decls:
             checks[n.name] = Task("check", n, decls)
     for n in nodes:
-        parents = [d for d in getattr(n, "deps", ()) if d in builds]
+        parents = [d for d in n.deps if d in builds]
         builds[n.name].after = {builds[d] for d in parents}
         builds[n.name].after |= {
             checks[d] for d in parents if d in checks and any(c.blocking for c in checks[d].checks)
