@@ -3,19 +3,17 @@
 Column checks (`unique`, `not_null`, `relationships`, `accepted_values`) are written under a
 column; model-level `checks:` entries give a name and a `sql` query that returns the bad rows
 (the seed's singular tests). One generic implementation per kind lives here, next to the
-pydantic models that validate the declarations.
+pydantic models that validate the declarations. Running them: run/audit.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
-
-SAMPLE_ROWS = 10
 
 # Key integrity blocks the layers below it; business rules only warn (see README).
 DEFAULT_SEVERITY = {
@@ -316,42 +314,3 @@ def _decl(model_table, name, kind, column, params, sql_line=None) -> CheckDecl:
     severity = params.pop("severity", DEFAULT_SEVERITY[kind])
     description = params.pop("description", None) or _describe(kind, column, params)
     return CheckDecl(model_table, name, kind, severity, description, column, params, sql_line)
-
-
-@dataclass(frozen=True)
-class CheckOutcome:
-    failing: int
-    columns: list[str]
-    sample: list[tuple]
-    sql: str
-    # Why the outcome is known without running the query (shown with the result), or None.
-    note: str | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.failing == 0
-
-
-def screen(con, table: str, checks: list[CheckDecl], count_sql: Mapping[str, str]) -> dict[str, int]:
-    """One statement for all of a model's checks: check name -> failing rows, 0 when it passes.
-
-    The kinds with a `screen` aggregate share one scan of `table`; every other check is counted
-    by its `failing_count_sql` as a scalar subquery of the same statement.
-    """
-    if not checks:
-        return {}
-    aggregates = [c for c in checks if c.screen]
-    counted = [c for c in checks if not c.screen]
-    columns = [f'{c.screen} as "{c.name}"' for c in aggregates]
-    columns += [f'({count_sql[c.name]}) as "{c.name}"' for c in counted]
-    row = con.execute("select " + ", ".join(columns) + (f" from {table}" if aggregates else "")).fetchone()
-    return {c.name: value for c, value in zip([*aggregates, *counted], row, strict=True)}
-
-
-def evaluate(con, sql: str) -> CheckOutcome:
-    """Run a failing-rows query once: the count and a sample come from the same scan."""
-    cursor = con.execute(f"select *, count(*) over () as __failing from ({sql}) limit {SAMPLE_ROWS}")
-    columns = [d[0] for d in cursor.description][:-1]
-    rows = cursor.fetchall()
-    failing = rows[0][-1] if rows else 0
-    return CheckOutcome(failing, columns, [r[:-1] for r in rows], sql)

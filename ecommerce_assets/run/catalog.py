@@ -214,7 +214,7 @@ def _quote(name: str) -> str:
 
 def _bind_check(con: duckdb.DuckDBPyConnection, model: Model, check: CheckDecl) -> None:
     sql = model.check_sql[check.name]
-    # As the engine runs it: the failing-rows query as a subquery (checks.evaluate).
+    # As the engine runs it: the failing-rows query as a subquery (audit.failing_rows).
     statement = f"describe select * from (\n{sql}\n)"
     try:
         con.execute(statement)

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 import duckdb
 
 from ecommerce_assets.errors import ModelError, RawLoadError, RunFailed
-from ecommerce_assets.project.checks import CheckDecl, CheckOutcome, evaluate, screen
+from ecommerce_assets.project.checks import CheckDecl
 from ecommerce_assets.project.models import Model
 from ecommerce_assets.project.node import Node
 from ecommerce_assets.project.sources import RawTable
+from ecommerce_assets.run.audit import CheckOutcome, failing_rows, screen
 from ecommerce_assets.run.build import TableStats, build_model, build_raw, located, table_stats
 from ecommerce_assets.run.context import Run
 from ecommerce_assets.run.keys import VERIFY_KEYS
@@ -428,7 +429,7 @@ def run_checks(run: Run, model: Model, checks: list[CheckDecl]) -> list[Checked]
     for check in checks:
         sql = run.retarget(model.check_sql[check.name])
         try:
-            outcome = CheckOutcome(0, [], [], sql) if screened.get(check.name) == 0 else evaluate(cur, sql)
+            outcome = CheckOutcome(0, [], [], sql) if screened.get(check.name) == 0 else failing_rows(cur, sql)
         except duckdb.Error as e:
             where = located(e, sql, sql, model.path, check.sql_line) if check.sql_line else f"{model.path}: {e}"
             results.append(Checked(model, check, None, f"check {check.name}: {where}"))
