@@ -33,6 +33,12 @@ import numpy as np
 from ecommerce_assets.defs.resources import DuckDBWarehouse
 from ecommerce_assets.project.models import Model, retarget
 
+# Bump when a change to the training, evaluation or scoring code changes what they produce (the
+# estimator or its settings, the split, the metrics): with the declared inputs below and the feature
+# chain's SQL it makes the churn assets' code version (`code_version`), so a move, a rename or a new
+# message retrains nothing.
+MODEL_VERSION = "1"
+
 LABEL_DAYS = 90
 FEATURE_MODEL = "ml_customer_features"
 TRAINING_TABLE = "ml.churn_training_data"
@@ -375,8 +381,19 @@ def rule_probability(train_score: np.ndarray, train_y: np.ndarray, score: np.nda
 
 
 def code_version(models: Sequence[Model] = ()) -> str:
-    """This module and the SQL of the feature chain: either changing means a different model."""
-    digest = hashlib.sha256(Path(__file__).read_bytes())
+    """The declared inputs of the model (its version, label window, features, baseline, point-in-time
+    views and data floor) and the SQL of the feature chain: any of them changing means a different
+    model. Moving or reformatting the code changes none of them."""
+    declared = (
+        MODEL_VERSION,
+        LABEL_DAYS,
+        sorted(NOT_FEATURES),
+        RULE_SCORE,
+        POINT_IN_TIME,
+        MIN_TRAIN_ROWS,
+        MIN_CLASS_ROWS,
+    )
+    digest = hashlib.sha256(repr(declared).encode())
     for model in models:
         digest.update(model.code_version.encode())
     return digest.hexdigest()[:16]

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import shutil
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -211,3 +212,13 @@ def test_bundled_data_skips_training_and_the_rest_of_the_graph_runs(built, tmp_p
         reason = churn.train(con, churn.training_features(con))
     assert isinstance(reason, str) and reason.startswith("not enough data to train a churn model")
     assert not churn.latest_model_path(copy.settings.output_dir).exists()
+
+
+def test_the_code_version_comes_from_declared_inputs_not_from_the_source_file(monkeypatch):
+    """Moving the module or editing a message retrains nothing; a declared input does."""
+    before = churn.code_version()
+    monkeypatch.setattr(Path, "read_bytes", lambda self: b"any source text")
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: "any source text")
+    assert churn.code_version() == before
+    monkeypatch.setattr(churn, "LABEL_DAYS", churn.LABEL_DAYS + 1)
+    assert churn.code_version() != before
