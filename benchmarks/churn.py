@@ -23,7 +23,8 @@ import duckdb
 from ecommerce_assets.definitions import load_project
 from ecommerce_assets.defs.resources import DuckDBWarehouse
 from ecommerce_assets.generate import generate
-from ecommerce_assets.ml.churn import assets as churn
+from ecommerce_assets.ml.churn import features as churn_features
+from ecommerce_assets.ml.churn import model as churn_model
 from ecommerce_assets.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,16 +71,16 @@ def run(work: Path, customers: int, seed: int) -> dict:
     timings = {}
     with DuckDBWarehouse.from_settings(settings).get_connection() as con:
         start = time.perf_counter()
-        data = churn.build_training_data(con, models)
+        data = churn_features.build_training_data(con, models)
         timings["training data"] = time.perf_counter() - start
         start = time.perf_counter()
-        bundle = churn.train(con, churn.training_features(con))
+        bundle = churn_model.train(con, churn_features.training_features(con))
         timings["train"] = time.perf_counter() - start
         if isinstance(bundle, str):
             raise SystemExit(bundle)
         bundle["model_version"] = "benchmark"
         start = time.perf_counter()
-        result = churn.evaluate(con, bundle)
+        result = churn_model.evaluate(con, bundle)
         timings["evaluate"] = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     total = sum(timings.values())

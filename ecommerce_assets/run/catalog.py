@@ -49,6 +49,7 @@ from ecommerce_assets.run.build import (
     incremental_statement,
     located,
 )
+from ecommerce_assets.run.database import quote_identifier
 from ecommerce_assets.run.engine import Project, Selection
 from ecommerce_assets.run.logs import create_publish_log
 from ecommerce_assets.run.plan import plan
@@ -205,11 +206,7 @@ def _describe(con: duckdb.DuckDBPyConnection, table_or_query: str) -> list[tuple
 
 
 def _create_empty(con: duckdb.DuckDBPyConnection, table: str, columns: list[tuple[str, str]]) -> None:
-    con.execute(f"create table {table} ({', '.join(f'{_quote(c)} {t}' for c, t in columns)})")
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    con.execute(f"create table {table} ({', '.join(f'{quote_identifier(c)} {t}' for c, t in columns)})")
 
 
 def _bind_check(con: duckdb.DuckDBPyConnection, model: Model, check: CheckDecl) -> None:

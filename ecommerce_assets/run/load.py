@@ -15,7 +15,8 @@ import duckdb
 from ecommerce_assets.errors import RawLoadError
 from ecommerce_assets.ingest.files import read_sql, source_files
 from ecommerce_assets.project.relations import delta_name
-from ecommerce_assets.project.sources import LOADED_AT, SCHEMA, RawTable
+from ecommerce_assets.project.sources import LOADED_AT, RawTable
+from ecommerce_assets.run.database import table_exists
 from ecommerce_assets.run.logs import LOAD_LOG, create_load_log
 from ecommerce_assets.run.publish import Pending
 
@@ -42,7 +43,7 @@ def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path, full_ref
     create_load_log(con)
     loaded = (
         {}
-        if full_refresh or not _exists(con, raw)
+        if full_refresh or not table_exists(con, raw.table)
         else {
             f: (size, mtime)
             for f, size, mtime in con.execute(
@@ -80,12 +81,3 @@ def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path, full_ref
         ) from e
     log_rows = [[raw.name, str(p), *stamps[str(p)]] for p in new]
     return LoadResult("appended" if append else "replaced", new, pending, log_rows)
-
-
-def _exists(con: duckdb.DuckDBPyConnection, raw: RawTable) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-            [SCHEMA, raw.name],
-        ).fetchone()[0]
-    )

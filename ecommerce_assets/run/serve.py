@@ -31,6 +31,7 @@ from pathlib import Path
 import duckdb
 
 from ecommerce_assets.project.relations import BUILD_SUFFIX, DELTA_SUFFIX
+from ecommerce_assets.run.database import quote_identifier
 from ecommerce_assets.run.logs import PUBLISH_LOG
 from ecommerce_assets.run.publish import STAGED_SUFFIX, staged_path
 
@@ -244,10 +245,6 @@ def referenced_files(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, Pa
 
 def qualified(schema: str, name: str) -> str:
     return f"{quote_identifier(schema)}.{quote_identifier(name)}"
-
-
-def quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def quote_literal(path: Path) -> str:

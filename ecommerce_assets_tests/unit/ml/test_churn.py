@@ -12,7 +12,8 @@ import pytest
 
 from ecommerce_assets.definitions import load_project
 from ecommerce_assets.generate import generate
-from ecommerce_assets.ml.churn import assets as churn
+from ecommerce_assets.ml.churn import features as churn_features
+from ecommerce_assets.ml.churn import model as churn_model
 from ecommerce_assets_tests.conftest import make_warehouse
 
 CUSTOMERS = 3000
@@ -23,47 +24,47 @@ CHURN_ASSETS = {"churn_training_data", "churn_model", "churn_model_evaluation", 
 
 
 def test_month_ends():
-    assert churn.month_ends(dt.date(2024, 1, 31), dt.date(2024, 4, 29)) == [
+    assert churn_features.month_ends(dt.date(2024, 1, 31), dt.date(2024, 4, 29)) == [
         dt.date(2024, 1, 31),
         dt.date(2024, 2, 29),
         dt.date(2024, 3, 31),
     ]
-    assert churn.month_ends(dt.date(2024, 1, 1), dt.date(2024, 1, 30)) == []
+    assert churn_features.month_ends(dt.date(2024, 1, 1), dt.date(2024, 1, 30)) == []
 
 
 def test_holdout_is_the_latest_complete_window_and_training_windows_end_before_it():
-    c = churn.plan_cutoffs(dt.date(2022, 1, 15), dt.date(2024, 12, 31), train_cutoffs=6)
-    window = dt.timedelta(days=churn.LABEL_DAYS)
+    c = churn_features.plan_cutoffs(dt.date(2022, 1, 15), dt.date(2024, 12, 31), train_cutoffs=6)
+    window = dt.timedelta(days=churn_features.LABEL_DAYS)
     assert c.holdout == dt.date(2024, 9, 30)  # 2024-10-31 + 90 days is after the data's end
     assert len(c.train) == 6 and c.train[-1] == dt.date(2024, 6, 30)
     assert all(t + window <= c.holdout for t in c.train)
     assert all(cut + window <= c.data_end for cut in c.all)
     # Too little history: no holdout, nothing to train on.
-    assert churn.plan_cutoffs(dt.date(2024, 10, 1), dt.date(2024, 12, 31), 12).all == ()
-    assert churn.plan_cutoffs(None, None, 12).all == ()
+    assert churn_features.plan_cutoffs(dt.date(2024, 10, 1), dt.date(2024, 12, 31), 12).all == ()
+    assert churn_features.plan_cutoffs(None, None, 12).all == ()
 
 
 def test_top_decile_lift_counts_ties_in_proportion():
     y = np.array([1] * 10 + [0] * 90)
     perfect = np.arange(100, 0, -1, dtype=float)
-    assert churn.top_decile_lift(y, perfect) == pytest.approx(10.0)
+    assert churn_model.top_decile_lift(y, perfect) == pytest.approx(10.0)
     # One score for everybody: the top decile is an average draw, lift 1, whatever the row order.
-    assert churn.top_decile_lift(y, np.ones(100)) == pytest.approx(1.0)
-    assert churn.top_decile_lift(y[::-1].copy(), np.ones(100)) == pytest.approx(1.0)
+    assert churn_model.top_decile_lift(y, np.ones(100)) == pytest.approx(1.0)
+    assert churn_model.top_decile_lift(y[::-1].copy(), np.ones(100)) == pytest.approx(1.0)
 
 
 def test_not_enough_data_says_why():
-    reason = churn.not_enough_data(np.array([1, 0, 1]), np.array([1, 0]))
+    reason = churn_model.not_enough_data(np.array([1, 0, 1]), np.array([1, 0]))
     assert reason.startswith("not enough data to train a churn model")
-    assert churn.not_enough_data(np.array([0, 1] * 200), np.array([0, 1] * 40)) is None
+    assert churn_model.not_enough_data(np.array([0, 1] * 200), np.array([0, 1] * 40)) is None
 
 
 def test_the_feature_chain_is_the_projects_own_sql_down_to_staging():
     models, _ = load_project()
-    chain = [m.name for m in churn.feature_chain(models)]
+    chain = [m.name for m in churn_features.feature_chain(models)]
     assert chain[-1] == "ml_customer_features"
     assert {"int_customer_orders", "int_customer_rfm", "fct_customer_metrics"} <= set(chain)
-    assert {m for m in chain if m.startswith("stg_")} <= set(churn.POINT_IN_TIME)
+    assert {m for m in chain if m.startswith("stg_")} <= set(churn_features.POINT_IN_TIME)
 
 
 # --- on generated data, through Dagster -------------------------------------------------------
@@ -98,7 +99,7 @@ def test_the_graph_trains_evaluates_and_then_scores(trained):
     assert "data:image/png;base64," in evaluation["roc_and_lift: chart"].value
     assert "data:image/png;base64," in evaluation["calibration: chart"].value
 
-    bundle = joblib.load(churn.latest_model_path(wh.settings.output_dir))
+    bundle = joblib.load(churn_model.latest_model_path(wh.settings.output_dir))
     assert bundle["code_version"] and bundle["holdout_cutoff"] == "2024-09-30"
     assert bundle["train_cutoffs"] and max(bundle["train_cutoffs"]) <= "2024-07-02"  # windows end by the holdout
     checks = {(c.asset_key.to_user_string(), c.check_name): c.passed for c in first.get_asset_check_evaluations()}
@@ -117,9 +118,9 @@ def test_the_graph_trains_evaluates_and_then_scores(trained):
 def test_training_is_deterministic(trained):
     wh, _, _ = trained
     with duckdb.connect(wh.settings.duckdb_path, read_only=True) as con:
-        features = churn.training_features(con)
-        X, y, _ = churn.split_arrays(con, features, "train")
-    first, again = churn.fit(X[:5000], y[:5000]), churn.fit(X[:5000], y[:5000])
+        features = churn_features.training_features(con)
+        X, y, _ = churn_model.split_arrays(con, features, "train")
+    first, again = churn_model.fit(X[:5000], y[:5000]), churn_model.fit(X[:5000], y[:5000])
     assert np.array_equal(first.predict_proba(X), again.predict_proba(X))
 
 
@@ -141,10 +142,12 @@ def test_orders_after_a_cutoff_change_none_of_its_features(trained, tmp_path):
     models, _ = load_project()
     key = "split, cutoff_date, customer_id"
     with duckdb.connect(str(copy)) as con:
-        churn.build_training_data(con, models)
-        before = con.execute(f"select * exclude (feature_generated_at) from {churn.TRAINING_TABLE} order by {key}")
+        churn_features.build_training_data(con, models)
+        before = con.execute(
+            f"select * exclude (feature_generated_at) from {churn_features.TRAINING_TABLE} order by {key}"
+        )
         before = before.fetchall()
-        holdout = con.execute(f"select max(cutoff_date) from {churn.TRAINING_TABLE}").fetchone()[0]
+        holdout = con.execute(f"select max(cutoff_date) from {churn_features.TRAINING_TABLE}").fetchone()[0]
         # After the holdout cutoff: every order completed and bigger, and a new order for everyone.
         con.execute(
             "update raw.raw_orders set status = 'completed', shipping_cost = 99 where order_date > ?", [holdout]
@@ -173,12 +176,16 @@ def test_orders_after_a_cutoff_change_none_of_its_features(trained, tmp_path):
             """,
             [holdout],
         )
-        churn.build_training_data(con, models)
-        after = con.execute(f"select * exclude (feature_generated_at) from {churn.TRAINING_TABLE} order by {key}")
+        churn_features.build_training_data(con, models)
+        after = con.execute(
+            f"select * exclude (feature_generated_at) from {churn_features.TRAINING_TABLE} order by {key}"
+        )
         after = after.fetchall()
         columns = [
             d[0]
-            for d in con.execute(f"select * exclude (feature_generated_at) from {churn.TRAINING_TABLE}").description
+            for d in con.execute(
+                f"select * exclude (feature_generated_at) from {churn_features.TRAINING_TABLE}"
+            ).description
         ]
     assert len(before) == len(after) > 0
     label = columns.index("churned")
@@ -209,16 +216,16 @@ def test_bundled_data_skips_training_and_the_rest_of_the_graph_runs(built, tmp_p
     trained = {e.asset_key.to_user_string() for e in training.get_asset_materialization_events()}
     assert trained == {"churn_training_data"}
     with duckdb.connect(copy.settings.duckdb_path, read_only=True) as con:
-        reason = churn.train(con, churn.training_features(con))
+        reason = churn_model.train(con, churn_features.training_features(con))
     assert isinstance(reason, str) and reason.startswith("not enough data to train a churn model")
-    assert not churn.latest_model_path(copy.settings.output_dir).exists()
+    assert not churn_model.latest_model_path(copy.settings.output_dir).exists()
 
 
 def test_the_code_version_comes_from_declared_inputs_not_from_the_source_file(monkeypatch):
     """Moving the module or editing a message retrains nothing; a declared input does."""
-    before = churn.code_version()
+    before = churn_model.code_version()
     monkeypatch.setattr(Path, "read_bytes", lambda self: b"any source text")
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: "any source text")
-    assert churn.code_version() == before
-    monkeypatch.setattr(churn, "LABEL_DAYS", churn.LABEL_DAYS + 1)
-    assert churn.code_version() != before
+    assert churn_model.code_version() == before
+    monkeypatch.setattr(churn_model, "MIN_TRAIN_ROWS", churn_model.MIN_TRAIN_ROWS + 1)
+    assert churn_model.code_version() != before
