@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         "compile", help="print the statements a run would execute, validated in memory (the DuckDB file is not opened)"
     )
     compile_.add_argument("--select", help="Dagster asset selection, e.g. 'tag:ml' or 'fct_customer_metrics*'")
+    test = sub.add_parser(
+        "test", help="run the models' unit tests (sql/<layer>/<model>.tests.yaml) in memory: no data, no warehouse"
+    )
+    test.add_argument("--select", help="Dagster asset selection of the models whose cases run")
     for command in (build, check):
         command.add_argument("--select", help="Dagster asset selection, e.g. 'tag:ml' or 'fct_customer_metrics*'")
         command.add_argument(
@@ -45,11 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "analysis_date", None):
             _analysis_date(args.analysis_date)
+        if args.command == "test" and not args.select:  # no Dagster needed: the cases start at once
+            return model_tests(None)
         defs = load_definitions()
         keys = select(defs, args.select) if args.select else None
         if args.command == "compile":
             print(compile_selection(keys), end="")
             return 0
+        if args.command == "test":
+            return model_tests(keys)
         if args.command == "check":
             _built_before(defs)
     except (SettingError, UsageError) as e:  # a usage error: one line, before any data changes
@@ -148,6 +156,25 @@ def compile_selection(keys: list[dg.AssetKey] | None) -> str:
         selection = Selection(frozenset(names), frozenset(c for c in selection.checks if c[0] in names))
     settings = Settings.from_env()
     return compile_sql(Project(nodes, macros), selection, Path(settings.data_dir), Path(settings.output_dir))
+
+
+def model_tests(keys: list[dg.AssetKey] | None) -> int:
+    """Runs the unit-test cases of the models (of `keys`' models only, when given); 1 if any fails."""
+    from ecommerce_assets.definitions import load_project
+    from ecommerce_assets.model_cases import load_cases, run_cases
+    from ecommerce_assets.raw import RAW_TABLES
+    from ecommerce_assets.specs import Translator
+
+    models, macros = load_project()
+    cases = load_cases(models)
+    if keys is not None:
+        cases = [c for c in cases if Translator().asset_key(c.model) in set(keys)]
+    results = list(run_cases([*RAW_TABLES, *models], macros, cases))
+    for result in results:
+        print(result.report())
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} cases passed, {failed} failed")
+    return 1 if failed else 0
 
 
 def _one_line(error: Exception) -> str:
