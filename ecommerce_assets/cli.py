@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--analysis-date", help="YYYY-MM-DD; default: the latest completed order date")
     build.add_argument("--data-dir", help="directory with the raw files; default: ECOMMERCE_DATA_DIR or data/")
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+    build.add_argument(
+        "--defer-to",
+        metavar="PATH",
+        help="with --select 'state:modified+': read the unchanged upstream tables from this warehouse or readers' copy",
+    )
     check = sub.add_parser("check", help="run only the checks against the tables already in the DuckDB file")
     compile_ = sub.add_parser(
         "compile", help="print the statements a run would execute, validated in memory (the DuckDB file is not opened)"
@@ -34,6 +39,17 @@ def main(argv: list[str] | None = None) -> int:
         "test", help="run the models' unit tests (sql/<layer>/<model>.tests.yaml) in memory: no data, no warehouse"
     )
     test.add_argument("--select", help="Dagster asset selection of the models whose cases run")
+    diff = sub.add_parser(
+        "diff", help="compare the warehouse's tables with another warehouse (e.g. production's readers' copy)"
+    )
+    diff.add_argument("--against", required=True, help="the other DuckDB file, opened read-only")
+    diff.add_argument("--select", help="Dagster asset selection of the models to compare; default: every model")
+    diff.add_argument("--format", choices=("text", "markdown"), default="text")
+    plan_ = sub.add_parser(
+        "plan", help="what the checkout's model changes will rebuild, against what a warehouse last published"
+    )
+    plan_.add_argument("--against", help="a warehouse or readers' copy; default: the target's warehouse")
+    plan_.add_argument("--format", choices=("text", "markdown"), default="text")
     for command in (build, check):
         command.add_argument("--select", help="Dagster asset selection, e.g. 'tag:ml' or 'fct_customer_metrics*'")
         command.add_argument(
@@ -51,13 +67,22 @@ def main(argv: list[str] | None = None) -> int:
             _analysis_date(args.analysis_date)
         if args.command == "test" and not args.select:  # no Dagster needed: the cases start at once
             return model_tests(None)
+        if args.command == "plan":
+            print(plan_against(args.against, args.format), end="")
+            return 0
         defs = load_definitions()
-        keys = select(defs, args.select) if args.select else None
+        keys = select(defs, args.select) if args.select and args.select != STATE_MODIFIED else None
         if args.command == "compile":
             print(compile_selection(keys), end="")
             return 0
         if args.command == "test":
             return model_tests(keys)
+        if args.command == "diff":
+            print(diff_warehouses(keys, args.against, args.format), end="")
+            return 0
+        if args.command == "build" and (args.defer_to or args.select == STATE_MODIFIED):
+            keys, analysis_date = defer(defs, args.select, args.defer_to)
+            args.analysis_date = args.analysis_date or analysis_date
         if args.command == "check":
             _built_before(defs)
     except (SettingError, UsageError) as e:  # a usage error: one line, before any data changes
@@ -93,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
 
 class UsageError(Exception):
     """A flag or setting the command cannot work with; the message names it."""
+
+
+# dbt's selector of the changed models and everything downstream of them (`plan` says which).
+STATE_MODIFIED = "state:modified+"
 
 
 def select(defs: dg.Definitions, selection: str) -> list[dg.AssetKey]:
@@ -175,6 +204,141 @@ def model_tests(keys: list[dg.AssetKey] | None) -> int:
     failed = sum(not r.passed for r in results)
     print(f"{len(results) - failed} cases passed, {failed} failed")
     return 1 if failed else 0
+
+
+def _against(con, path: str, flag: str) -> None:
+    """Attaches `path` read-only as `against`; a file that is not there is a usage error."""
+    from ecommerce_assets.table_diff import OTHER
+
+    if not Path(path).is_file():
+        raise UsageError(f"{flag} {path}: no DuckDB file there")
+    con.execute(f"attach '{path.replace(chr(39), chr(39) * 2)}' as {OTHER} (read_only)")
+
+
+def _warehouse_path() -> str:
+    from ecommerce_assets.resources import Settings
+
+    return Settings.from_env().duckdb_path
+
+
+def diff_warehouses(keys: list[dg.AssetKey] | None, against: str, format_: str) -> str:
+    """The table diff of the target's warehouse against `against`, over the models of `keys` (default:
+    the models whose tables both have)."""
+    import duckdb
+
+    from ecommerce_assets.definitions import load_project
+    from ecommerce_assets.specs import Translator
+    from ecommerce_assets.table_diff import as_markdown, as_text, diff_tables
+
+    database = _warehouse_path()
+    if not Path(database).is_file():
+        raise UsageError(f"ECOMMERCE_DUCKDB_PATH={database}: no DuckDB file there")
+    models, _ = load_project()
+    try:
+        con = duckdb.connect(database, read_only=True)
+    except duckdb.IOException as e:  # a run holds the file
+        raise UsageError(f"ECOMMERCE_DUCKDB_PATH={database}: cannot be opened read-only now ({e})") from e
+    try:
+        _against(con, against, "--against")
+        if keys is not None:
+            chosen = [m for m in models if Translator().asset_key(m) in set(keys)]
+        else:
+            present: dict[str, set[str]] = {}
+            for db, schema, name in con.execute(
+                "select database_name, schema_name, table_name from duckdb_tables()"
+                " union all select database_name, schema_name, view_name from duckdb_views() where not internal"
+            ).fetchall():
+                present.setdefault(f"{schema}.{name}", set()).add(db)
+            chosen = [m for m in models if len(present.get(m.table, ())) == 2]
+        diffs = diff_tables(con, chosen)
+    finally:
+        con.close()
+    return as_markdown(diffs) if format_ == "markdown" else as_text(diffs)
+
+
+def _plan(against: str, flag: str):
+    """The plan of the checkout against `against`, the nodes, and the state it read."""
+    import duckdb
+
+    from ecommerce_assets.catalog import bind
+    from ecommerce_assets.change_plan import plan, published_state
+    from ecommerce_assets.definitions import load_project
+    from ecommerce_assets.raw import RAW_TABLES
+    from ecommerce_assets.table_diff import OTHER
+
+    models, macros = load_project()
+    nodes = [*RAW_TABLES, *models]
+    con = duckdb.connect()
+    try:
+        try:
+            _against(con, against, flag)
+        except duckdb.IOException as e:  # a run holds the file
+            raise UsageError(f"{flag} {against}: cannot be opened read-only now ({e})") from e
+        try:
+            state = published_state(con, OTHER)
+        except ValueError as e:
+            raise UsageError(f"{flag} {against}: {e}") from None
+    finally:
+        con.close()
+    return plan(nodes, bind(nodes, macros), state), nodes, state
+
+
+def plan_against(against: str | None, format_: str) -> str:
+    from ecommerce_assets.change_plan import as_markdown, as_text
+
+    planned, _, _ = _plan(against or _warehouse_path(), "--against" if against else "ECOMMERCE_DUCKDB_PATH")
+    return as_markdown(planned) if format_ == "markdown" else as_text(planned)
+
+
+def defer(defs: dg.Definitions, selection: str | None, defer_to: str | None) -> tuple[list[dg.AssetKey], str | None]:
+    """A slim build (dbt's `--select state:modified+ --defer`): the changed models and everything
+    downstream of them, into the target's warehouse, which gets a copy of each upstream table they
+    read from `defer_to` (one it does not have is built, from the raw files, with its own upstream).
+    Returns the assets to build and the analysis date `defer_to` published with."""
+    import duckdb
+
+    from ecommerce_assets.change_plan import published_analysis_date, selected
+    from ecommerce_assets.specs import Translator
+    from ecommerce_assets.table_diff import OTHER
+
+    if selection != STATE_MODIFIED or not defer_to:
+        raise UsageError(f"--defer-to goes with --select '{STATE_MODIFIED}' (both or neither)")
+    planned, nodes, state = _plan(defer_to, "--defer-to")
+    by_table = {n.table: n for n in nodes}
+    build = {by_table[t].name for t in selected(planned) if t in by_table}
+    database = _warehouse_path()
+    con = duckdb.connect(database)
+    try:
+        _against(con, defer_to, "--defer-to")
+        there = {
+            f"{s}.{t}"
+            for s, t in con.execute(
+                f"select schema_name, table_name from duckdb_tables() where database_name = '{OTHER}'"
+                f" union all select schema_name, view_name from duckdb_views() where database_name = '{OTHER}'"
+            ).fetchall()
+        }
+        deferred, pending = [], [n for n in nodes if n.name in build]
+        while pending:
+            node = pending.pop()
+            for upstream in getattr(node, "run_after", ()):
+                up = next(n for n in nodes if n.name == upstream)
+                if up.name in build or up.table in deferred:
+                    continue
+                if up.table in there:
+                    deferred.append(up.table)
+                else:  # not in the copy (raw tables, staging's views): built here
+                    build.add(up.name)
+                    pending.append(up)
+        for table in deferred:
+            schema = table.split(".", 1)[0]
+            con.execute(f"create schema if not exists {schema}")
+            con.execute(f"create or replace table {table} as from {OTHER}.{table}")
+    finally:
+        con.close()
+    analysis_date = published_analysis_date(state)
+    print(f"slim build: {len(build)} asset(s) to build, {len(deferred)} upstream table(s) read from {defer_to}")
+    keys = [Translator().asset_key(n) for n in nodes if n.name in build]
+    return keys, analysis_date.isoformat() if analysis_date else None
 
 
 def _one_line(error: Exception) -> str:
