@@ -307,6 +307,7 @@ def defer(defs: dg.Definitions, selection: str | None, defer_to: str | None) -> 
     by_table = {n.table: n for n in nodes}
     build = {by_table[t].name for t in selected(planned) if t in by_table}
     database = _warehouse_path()
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(database)
     try:
         _against(con, defer_to, "--defer-to")
