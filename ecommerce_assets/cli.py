@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "build" and (args.defer_to or args.select == STATE_MODIFIED):
             keys, analysis_date = defer(defs, args.select, args.defer_to)
+            if not keys:
+                print("slim build: no model changed, nothing to build")
+                return 0
             args.analysis_date = args.analysis_date or analysis_date
         if args.command == "check":
             _built_before(defs)
