@@ -27,11 +27,31 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--analysis-date", help="YYYY-MM-DD; default: the latest completed order date")
     build.add_argument("--data-dir", help="directory with the raw files; default: ECOMMERCE_DATA_DIR or data/")
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+    build.add_argument(
+        "--defer-to",
+        metavar="PATH",
+        help="with --select 'state:modified+': read the unchanged upstream tables from this warehouse or readers' copy",
+    )
     check = sub.add_parser("check", help="run only the checks against the tables already in the DuckDB file")
     compile_ = sub.add_parser(
         "compile", help="print the statements a run would execute, validated in memory (the DuckDB file is not opened)"
     )
     compile_.add_argument("--select", help="Dagster asset selection, e.g. 'tag:ml' or 'fct_customer_metrics*'")
+    test = sub.add_parser(
+        "test", help="run the models' unit tests (sql/<layer>/<model>.tests.yaml) in memory: no data, no warehouse"
+    )
+    test.add_argument("--select", help="Dagster asset selection of the models whose cases run")
+    diff = sub.add_parser(
+        "diff", help="compare the warehouse's tables with another warehouse (e.g. production's readers' copy)"
+    )
+    diff.add_argument("--against", required=True, help="the other DuckDB file, opened read-only")
+    diff.add_argument("--select", help="Dagster asset selection of the models to compare; default: every model")
+    diff.add_argument("--format", choices=("text", "markdown"), default="text")
+    plan_ = sub.add_parser(
+        "plan", help="what the checkout's model changes will rebuild, against what a warehouse last published"
+    )
+    plan_.add_argument("--against", help="a warehouse or readers' copy; default: the target's warehouse")
+    plan_.add_argument("--format", choices=("text", "markdown"), default="text")
     for command in (build, check):
         command.add_argument("--select", help="Dagster asset selection, e.g. 'tag:ml' or 'fct_customer_metrics*'")
         command.add_argument(
@@ -44,11 +64,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "analysis_date", None):
             _analysis_date(args.analysis_date)
+        if args.command == "test" and not args.select:  # no Dagster needed: the cases start at once
+            return model_tests(None)
+        if args.command == "plan":
+            print(plan_against(args.against, args.format), end="")
+            return 0
         defs = load_definitions()
-        keys = select(defs, args.select) if args.select else None
+        keys = select(defs, args.select) if args.select and args.select != STATE_MODIFIED else None
         if args.command == "compile":
             print(compile_selection(keys), end="")
             return 0
+        if args.command == "test":
+            return model_tests(keys)
+        if args.command == "diff":
+            print(diff_warehouses(keys, args.against, args.format), end="")
+            return 0
+        if args.command == "build" and (args.defer_to or args.select == STATE_MODIFIED):
+            keys, analysis_date = defer(args.select, args.defer_to)
+            if not keys:
+                print("slim build: no model changed, nothing to build")
+                return 0
+            args.analysis_date = args.analysis_date or analysis_date
         if args.command == "check":
             _built_before(defs)
         if args.command == "build" and _loads_raw(keys):
@@ -82,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             asset_selection=keys,  # with the checks of those assets
         )
     return report(result)
+
+
+# dbt's selector of the changed models and everything downstream of them (`plan` says which).
+STATE_MODIFIED = "state:modified+"
 
 
 def select(defs: dg.Definitions, selection: str) -> list[dg.AssetKey]:
@@ -162,6 +202,111 @@ def compile_selection(keys: list[dg.AssetKey] | None) -> str:
         selection = Selection(frozenset(names), frozenset(c for c in selection.checks if c[0] in names))
     settings = Settings.from_env()
     return compile_sql(Project(nodes, macros), selection, Path(settings.data_dir), Path(settings.output_dir))
+
+
+def model_tests(keys: list[dg.AssetKey] | None) -> int:
+    """Runs the unit-test cases of the models (of `keys`' models only, when given); 1 if any fails."""
+    from ecommerce_assets.definitions import load_project
+    from ecommerce_assets.defs.translator import Translator
+    from ecommerce_assets.project.sources import RAW_TABLES
+    from ecommerce_assets.review.cases import load_cases, run_cases
+
+    models, macros = load_project()
+    cases = load_cases(models)
+    if keys is not None:
+        cases = [c for c in cases if Translator().asset_key(c.model) in set(keys)]
+    results = list(run_cases([*RAW_TABLES, *models], macros, cases))
+    for result in results:
+        print(result.report())
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} cases passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def _warehouse_path() -> str:
+    from ecommerce_assets.settings import Settings
+
+    return Settings.from_env().duckdb_path
+
+
+def diff_warehouses(keys: list[dg.AssetKey] | None, against: str, format_: str) -> str:
+    """The table diff of the target's warehouse against `against`, over the models of `keys` (default:
+    the models whose tables both have)."""
+    import duckdb
+
+    from ecommerce_assets.definitions import load_project
+    from ecommerce_assets.defs.translator import Translator
+    from ecommerce_assets.review.against import OTHER, attach, relations
+    from ecommerce_assets.review.table_diff import as_markdown, as_text, diff_tables
+
+    database = _warehouse_path()
+    if not Path(database).is_file():
+        raise UsageError(f"ECOMMERCE_DUCKDB_PATH={database}: no DuckDB file there")
+    models, _ = load_project()
+    try:
+        con = duckdb.connect(database, read_only=True)
+    except duckdb.IOException as e:  # a run holds the file
+        raise UsageError(f"ECOMMERCE_DUCKDB_PATH={database}: cannot be opened read-only now ({e})") from e
+    try:
+        attach(con, against, "--against")
+        if keys is not None:
+            chosen = [m for m in models if Translator().asset_key(m) in set(keys)]
+        else:
+            here = relations(con, con.execute("select current_database()").fetchone()[0])
+            chosen = [m for m in models if m.table in here & relations(con, OTHER)]
+        diffs = diff_tables(con, chosen)
+    finally:
+        con.close()
+    return as_markdown(diffs) if format_ == "markdown" else as_text(diffs)
+
+
+def _plan(against: str, flag: str):
+    """The plan of the checkout against `against`, the nodes, and the state it read."""
+    import duckdb
+
+    from ecommerce_assets.definitions import load_project
+    from ecommerce_assets.project.sources import RAW_TABLES
+    from ecommerce_assets.review.against import OTHER, attach
+    from ecommerce_assets.review.change_plan import plan, published_state
+    from ecommerce_assets.run.catalog import bind
+
+    models, macros = load_project()
+    nodes = [*RAW_TABLES, *models]
+    con = duckdb.connect()
+    try:
+        attach(con, against, flag)
+        try:
+            state = published_state(con, OTHER)
+        except ValueError as e:
+            raise UsageError(f"{flag} {against}: {e}") from None
+    finally:
+        con.close()
+    return plan(nodes, bind(nodes, macros), state), nodes, state
+
+
+def plan_against(against: str | None, format_: str) -> str:
+    from ecommerce_assets.review.change_plan import as_markdown, as_text
+
+    planned, _, _ = _plan(against or _warehouse_path(), "--against" if against else "ECOMMERCE_DUCKDB_PATH")
+    return as_markdown(planned) if format_ == "markdown" else as_text(planned)
+
+
+def defer(selection: str | None, defer_to: str | None) -> tuple[list[dg.AssetKey], str | None]:
+    """A slim build (dbt's `--select state:modified+ --defer`): the assets to build (the changed models
+    and everything downstream of them, see review.defer) and the analysis date `defer_to` published with."""
+    from ecommerce_assets.defs.translator import Translator
+    from ecommerce_assets.review.change_plan import published_analysis_date, selected
+    from ecommerce_assets.review.defer import defer_upstream
+
+    if selection != STATE_MODIFIED or not defer_to:
+        raise UsageError(f"--defer-to goes with --select '{STATE_MODIFIED}' (both or neither)")
+    planned, nodes, state = _plan(defer_to, "--defer-to")
+    changed = {n.name for n in nodes if n.table in selected(planned)}
+    build, deferred = defer_upstream(_warehouse_path(), defer_to, nodes, changed)
+    print(f"slim build: {len(build)} asset(s) to build, {len(deferred)} upstream table(s) read from {defer_to}")
+    analysis_date = published_analysis_date(state)
+    keys = [Translator().asset_key(n) for n in nodes if n.name in build]
+    return keys, analysis_date.isoformat() if analysis_date else None
 
 
 def _one_line(error: Exception) -> str:

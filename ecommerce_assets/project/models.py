@@ -92,8 +92,9 @@ class Export:
 
 # Columns that say when a run built or loaded a row, not what the row is: a maintained row keeps
 # the run that last rewrote it (and a raw file delivered again reloads every row at a new time
-# while only the changed ones are rebuilt), so the comparison with a full rebuild leaves them out.
-RUN_TIME_COLUMNS = ("run_started_at", "updated_at", "loaded_at")
+# while only the changed ones are rebuilt), so the comparison with a full rebuild leaves them out,
+# and so does a table diff (two builds differ there by construction).
+RUN_TIME_COLUMNS = ("run_started_at", "updated_at", "loaded_at", "feature_generated_at")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,9 +155,24 @@ def _store(cache_dir: Path | None, key: str, catalog: Catalog) -> None:
 
 
 def _bind(nodes: Sequence[Node], macros: Sequence[str]) -> Catalog:
+    with empty_project(nodes, macros, optimize=False) as (con, columns):
+        for model in nodes:
+            for check in model.checks:
+                _bind_check(con, model, check)
+        return Catalog(columns)
+
+
+@contextlib.contextmanager
+def empty_project(
+    nodes: Sequence[Node], macros: Sequence[str], optimize: bool = True
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, dict[str, list[tuple[str, str]]]]]:
+    """An in-memory DuckDB where every node of `nodes` (in dependency order) stands as an empty table
+    of its bound types, with the macros, the run's key sets and variables of any value; and the
+    columns of each node. The model unit tests (model_cases) run their cases in it."""
     con = duckdb.connect(config={"threads": 1})
     try:
-        con.execute("pragma disable_optimizer")  # the binder gives the types and the errors; nothing runs
+        if not optimize:
+            con.execute("pragma disable_optimizer")  # the binder gives the types and the errors; nothing runs
         for schema in sorted({raw_loaders.SCHEMA, *(n.layer for n in nodes)}):
             con.execute(f"create schema if not exists {schema}")
         create_publish_log(con)  # the sudden-drop checks read it
@@ -172,10 +187,7 @@ def _bind(nodes: Sequence[Node], macros: Sequence[str]) -> Catalog:
         for variable, (value, type_) in _VARIABLES.items():
             con.execute(f"set variable {variable} = ?::{type_}", [value])
         columns = {n.name: _bind_raw(con, n) if isinstance(n, RawTable) else _bind_model(con, n) for n in nodes}
-        for model in nodes:
-            for check in model.checks:
-                _bind_check(con, model, check)
-        return Catalog(columns)
+        yield con, columns
     finally:
         con.close()
 
@@ -184,7 +196,7 @@ def _bind_raw(con: duckdb.DuckDBPyConnection, raw: RawTable) -> list[tuple[str, 
     """The table `load.load` creates: the declared columns and `_loaded_at`."""
     try:
         _create_empty(con, raw.table, list(raw.table_columns.items()))
-        return _describe(con, raw.table)
+        return describe(con, raw.table)
     except duckdb.Error as e:
         raise ModelError(f"{raw_loaders.__file__}: {raw.table}: the declared columns: {e}") from e
 
@@ -194,14 +206,14 @@ def _bind_model(con: duckdb.DuckDBPyConnection, model: Model) -> list[tuple[str,
     assert head.startswith("create ") and head.endswith(" as"), head  # the build is `create ... as\n<select>`
     statement = f"describe {select}"
     try:
-        columns = _describe(con, select)
+        columns = describe(con, select)
         _create_empty(con, model.table, columns)
         return columns
     except duckdb.Error as e:
         raise located(e, statement, model.sql, model.path, model.sql_line) from e
 
 
-def _describe(con: duckdb.DuckDBPyConnection, table_or_query: str) -> list[tuple[str, str]]:
+def describe(con: duckdb.DuckDBPyConnection, table_or_query: str) -> list[tuple[str, str]]:
     return [(name, type_) for name, type_, *_ in con.execute(f"describe {table_or_query}").fetchall()]
 
 

@@ -245,9 +245,14 @@ def fingerprints(nodes: Sequence[Node]) -> dict[str, str]:
     with: any change to its code or upstream of it rebuilds it from scratch."""
     versions: dict[str, str] = {}
     for node in nodes:
-        upstream = "".join(versions.get(d, "") for d in sorted(node.deps))
-        versions[node.name] = hashlib.sha256(f"{node.code_version}{upstream}".encode()).hexdigest()[:16]
+        versions[node.name] = fingerprint(node, versions)
     return versions
+
+
+def fingerprint(node: Node, upstream: Mapping[str, str]) -> str:
+    """`node`'s fingerprint given its upstream nodes' (`upstream`: node name -> fingerprint)."""
+    deps = "".join(upstream.get(d, "") for d in sorted(node.deps))
+    return hashlib.sha256(f"{node.code_version}{deps}".encode()).hexdigest()[:16]
 
 
 def publish_run(run: Run, project: Project, built: list[Built], blocked: set[str]) -> set[str]:
@@ -366,7 +371,9 @@ def build(run: Run, node: Node, after: AfterBuild | None, exists: bool) -> Built
         # than after the publish; it is renamed into place when the run publishes the node.
         path = table_file(files_folder(run.options.serving_path), node.table, run.run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        run.stage_file(node.name, path, lambda staged: cur.execute(copy_statement(run.relation(node.table), staged)))
+        run.stage_file(
+            node.name, path, lambda staged: cur.execute(copy_statement(cur, run.relation(node.table), staged))
+        )
         metadata["readers_file"] = path
     return Built(node, metadata, stats, round(time.perf_counter() - started, 3))
 

@@ -38,6 +38,10 @@ from ecommerce_assets.run.publish import STAGED_SUFFIX, staged_path
 ALIAS = "serving_copy"
 PREVIOUS = "serving_previous"
 VERSIONS = "_serving.versions"
+# What the warehouse last published, for `ecommerce-assets plan` and a slim build deferring to the
+# copy: each table's fingerprint and inputs (the publish log's latest), and every table's columns.
+PUBLISHED = "_serving.published"
+COLUMNS = "_serving.columns"
 
 
 @dataclass
@@ -62,9 +66,26 @@ def table_file(folder: Path, relation: str, version: str) -> Path:
     return Path(folder) / relation / f"{version}.parquet"
 
 
-def copy_statement(source: str, path: Path | str) -> str:
+# Parquet has no 128-bit integers: DuckDB would write them as DOUBLE, losing digits past 2**53 and
+# the type. They go to the file as DECIMAL(38, 0) and the view casts them back.
+_WIDE_INTEGERS = ("HUGEINT", "UHUGEINT")
+
+
+def _wide_integers(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    return {c: t for c, t, *_ in con.execute(f"describe {relation}").fetchall() if t in _WIDE_INTEGERS}
+
+
+def _replace(casts: Mapping[str, str]) -> str:
+    """`* replace (...)` casting each column of `casts` to its type; empty when there is none."""
+    if not casts:
+        return ""
+    return f" replace ({', '.join(f'cast({quote_identifier(c)} as {t}) as {quote_identifier(c)}' for c, t in casts.items())})"
+
+
+def copy_statement(con: duckdb.DuckDBPyConnection, source: str, path: Path | str) -> str:
     """Writes `source`'s rows to the Parquet file `path` (its folder must exist)."""
-    return f"copy (from {source}) to '{quote_literal(path)}' (format parquet)"
+    wide = dict.fromkeys(_wide_integers(con, source), "decimal(38, 0)")
+    return f"copy (select *{_replace(wide)} from {source}) to '{quote_literal(path)}' (format parquet)"
 
 
 def drop_staged(folder: Path) -> list[str]:
@@ -108,7 +129,7 @@ def write_serving_copy(
         else:
             final.parent.mkdir(parents=True, exist_ok=True)
             staged = staged_path(final)
-            con.execute(copy_statement(qualified(*names), staged))
+            con.execute(copy_statement(con, qualified(*names), staged))
             os.replace(staged, final)
             result.written.append(relation)
         files[relation] = final
@@ -136,9 +157,10 @@ def write_view_file(
         for schema in sorted({r.split(".", 1)[0] for r in [*files, *views]} | {"_serving"}):
             con.execute(f"create schema {ALIAS}.{quote_identifier(schema)}")
         for relation, file in sorted(files.items()):
+            casts = _replace(_wide_integers(con, qualified(*relation.split(".", 1))))
             con.execute(
                 f"create view {ALIAS}.{qualified(*relation.split('.', 1))} as "
-                f"from read_parquet('{quote_literal(file.resolve())}')"
+                f"select *{casts} from read_parquet('{quote_literal(file.resolve())}')"
             )
         # A view is created with the copy as the default database, so its query binds to (and
         # later reads) the copy's relations; views over views are retried until all exist.
@@ -162,6 +184,15 @@ def write_view_file(
         rows = sorted((r, str(f.resolve())) for r, f in files.items())
         if rows:
             con.executemany(f"insert into {ALIAS}.{VERSIONS} values (?, ?)", rows)
+        con.execute(
+            f"create table {ALIAS}.{PUBLISHED} as select table_name, arg_max(code_version, published_at) as code_version,"
+            f" arg_max(inputs, published_at) as inputs from {PUBLISH_LOG} group by all"
+        )
+        con.execute(
+            f"create table {ALIAS}.{COLUMNS} as select schema_name || '.' || table_name as table_name, column_name,"
+            f" data_type, column_index from duckdb_columns() where database_name = '{quote_literal(warehouse)}'"
+            " and schema_name not like '\\_%' escape '\\'"
+        )
         con.execute(f"checkpoint {ALIAS}")
         con.execute(f"detach {ALIAS}")
         os.replace(staged, path)

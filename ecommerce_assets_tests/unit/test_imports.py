@@ -14,10 +14,11 @@ PACKAGE = Path(ecommerce_assets.__file__).parent
 
 # Each module may import its own stage and the stages before it. The top-level modules other than
 # the two entry points are the foundation every stage may use.
-STAGES = ["foundation", "project", "ingest", "run", "analyses", "defs", "ml", "entry"]
+STAGES = ["foundation", "project", "ingest", "run", "review", "analyses", "defs", "ml", "entry"]
 ENTRY_POINTS = {"ecommerce_assets.definitions", "ecommerce_assets.cli"}
-# The stages that run without Dagster: the engine, its benchmark floor and the CLI's compile.
-NO_DAGSTER = {"project", "ingest", "run"}
+# The stages that run without Dagster: the engine, its benchmark floor, the CLI's compile and the
+# review of a change (unit tests, plan, diff).
+NO_DAGSTER = {"project", "ingest", "run", "review"}
 
 
 def _module_name(path: Path) -> str:

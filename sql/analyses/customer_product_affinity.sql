@@ -8,7 +8,7 @@ unique_key: customer_id
 columns:
   customer_id: {description: Customer}
   product_id: {description: Product}
-  purchase_count: {description: Completed orders of the customer containing the product}
+  purchase_count: {description: "Order lines of the product in the customer's completed orders (the seed's count(*) over lines)"}
   total_spent: {description: Sum of the line totals (shipping excluded)}
 */
 select

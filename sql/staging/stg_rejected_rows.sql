@@ -4,7 +4,7 @@ description: >-
   The staging views leave out exactly these rows (an anti-join on source and key), so every raw
   row is in staging or here. A row is rejected when its key is missing or duplicated, a reference
   is missing, unknown or points at a rejected row, a quantity is not positive, a price or the
-  shipping cost is negative, a line has no price, a date lies after the day the run started, or
+  shipping cost is negative or the shipping cost missing, a line has no price, a date lies after the day the run started, or
   the order status is unknown.
 materialized: incremental
 # A run recomputes only the keys its raw changes reach (see changes.py), per source.
@@ -27,7 +27,7 @@ columns:
     description: >-
       The first rule the row breaks: null_key, duplicate_key, null_<reference>_id,
       unknown_<reference>_id (no such row), rejected_<reference>_id (that row is rejected here),
-      quantity_not_positive, negative_<price column>, null_unit_price, null_order_date,
+      quantity_not_positive, negative_<price column>, null_unit_price, null_shipping_cost, null_order_date,
       <date column>_in_future (after the UTC day the run started), unknown_status
   raw_values: {description: "The raw row's values as loaded, as a JSON object"}
   loaded_at: {description: When the raw row was loaded (the run's timestamp)}
@@ -95,6 +95,8 @@ orders as (
             -- neither revenue nor a known non-sale.
             when not coalesce(lower(trim(o.status)) in ('completed', 'cancelled', 'returned', 'pending'), false)
                 then 'unknown_status'
+            -- A NULL shipping cost would make the order's total NULL and drop it from every sum.
+            when o.shipping_cost is null then 'null_shipping_cost'
             when o.shipping_cost < 0 then 'negative_shipping_cost'
         end as reason
     from raw.raw_orders as o
