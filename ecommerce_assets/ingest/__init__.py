@@ -1,1 +1,4 @@
-"""Raw ingestion: the export files found, validated and loaded into schema `raw`."""
+"""Raw ingestion: which export files a raw table has, validated, and the typed SQL that reads them.
+
+Reading only; run/load.py stages the rows for the run's publish.
+"""
