@@ -1,6 +1,7 @@
 """The churn model: point-in-time training data, the time split, the assets and their checks."""
 
 import datetime as dt
+import os
 import shutil
 
 import dagster as dg
@@ -212,3 +213,14 @@ def test_bundled_data_skips_training_and_the_rest_of_the_graph_runs(built, tmp_p
         reason = churn.train(con, churn.training_features(con))
     assert isinstance(reason, str) and reason.startswith("not enough data to train a churn model")
     assert not churn.latest_model_path(copy.settings.output_dir).exists()
+
+
+def test_model_files_get_the_umasks_mode_like_every_other_output(tmp_path):
+    # A deployment runs with umask 027 and a readers' group: a 0600 model file would shut the group out.
+    old = os.umask(0o027)
+    try:
+        churn.write_atomically(tmp_path / "models" / "m.joblib", b"model")
+    finally:
+        os.umask(old)
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["m.joblib"]
+    assert (tmp_path / "models" / "m.joblib").stat().st_mode & 0o777 == 0o640
