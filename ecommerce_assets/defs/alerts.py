@@ -14,6 +14,7 @@ import json
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import dagster as dg
@@ -42,18 +43,35 @@ def send(text: str, log) -> bool:
     if not url:
         log.info(f"{WEBHOOK_ENV} is not set, no alert sent: {summary}")
         return False
-    request = urllib.request.Request(
-        url, data=json.dumps({"text": text}).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
     try:
+        # Inside the try: a malformed URL fails here, and its error quotes the URL.
+        request = urllib.request.Request(
+            url, data=json.dumps({"text": text}).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        )
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             response.read()
-    except (OSError, ValueError) as e:  # URLError and HTTPError are OSErrors; ValueError: a malformed URL
-        # The URL itself is a secret (it holds the webhook's token): never log it.
-        log.warning(f"alert not delivered to {WEBHOOK_ENV} ({type(e).__name__}: {e}): {summary}")
+    except Exception as e:  # whatever the URL or the server does, the sensor's tick goes on
+        # The URL itself is a secret (it holds the webhook's token): never log it, nor an error that
+        # quotes it. A malformed URL fails with a ValueError or http.client's InvalidURL (not a
+        # ValueError), which quote the URL or its path, whole or escaped; URLError and HTTPError
+        # (OSErrors) say what went wrong without it.
+        reason = _without(str(e), url) if isinstance(e, OSError) else "message not shown, it may quote the URL"
+        log.warning(f"alert not delivered to {WEBHOOK_ENV} ({type(e).__name__}: {reason}): {summary}")
         return False
     log.info(f"alert sent: {summary}")
     return True
+
+
+def _without(message: str, url: str) -> str:
+    """`message` with the URL, its host and its path blanked (an OSError names none today)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        secrets = {url, parts.netloc, parts.path, parts.query} - {"", "/"}
+    except ValueError:
+        secrets = {url}
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, "<webhook URL>")
+    return message
 
 
 def _names(names: list[str]) -> str:

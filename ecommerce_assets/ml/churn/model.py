@@ -8,7 +8,7 @@ import hashlib
 import io
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -160,7 +160,10 @@ def latest_model_path(output_dir: str | Path) -> Path:
 def write_atomically(path: Path, data: bytes) -> None:
     """Readers see the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    # Not mkstemp: its 0600 would survive the rename; 0666 gives what the umask allows, as for
+    # every other output (a deployment's readers' group reads them).
+    staged = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
+    handle = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "wb") as f:
             f.write(data)

@@ -90,6 +90,23 @@ def test_an_alert_is_slack_json_and_a_failed_delivery_is_only_logged(hook, monke
     assert lost.endswith(": Run y failed") and "secret-token" not in lost
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "hooks.example.com/services/T0/B0/secret-token",  # no scheme: urllib's error quotes the URL
+        "https://hooks.example.com/services/T0/B0/secret token",  # a space: http.client's quotes the path
+        "https://hooks.example.com:notaport/secret-token",
+    ],
+)
+def test_a_malformed_webhook_url_is_neither_raised_nor_logged(url, monkeypatch, caplog):
+    monkeypatch.setenv("ECOMMERCE_ALERT_WEBHOOK_URL", url)
+    with caplog.at_level(logging.INFO, logger="test_alert"):
+        assert send("Run z failed", logging.getLogger("test_alert")) is False
+    (lost,) = (r.getMessage() for r in caplog.records)
+    assert lost.startswith("alert not delivered to ECOMMERCE_ALERT_WEBHOOK_URL (") and lost.endswith(": Run z failed")
+    assert "secret" not in lost and "hooks.example.com" not in lost, lost
+
+
 def test_a_failed_run_posts_its_error_the_assets_left_and_its_link(hook, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(SAMPLE_DATA_DIR, bad)

@@ -1,6 +1,7 @@
 """The churn model: point-in-time training data, the time split, the assets and their checks."""
 
 import datetime as dt
+import os
 import shutil
 from pathlib import Path
 
@@ -229,3 +230,14 @@ def test_the_code_version_comes_from_declared_inputs_not_from_the_source_file(mo
     assert churn_model.code_version() == before
     monkeypatch.setattr(churn_model, "MIN_TRAIN_ROWS", churn_model.MIN_TRAIN_ROWS + 1)
     assert churn_model.code_version() != before
+
+
+def test_model_files_get_the_umasks_mode_like_every_other_output(tmp_path):
+    # A deployment runs with umask 027 and a readers' group: a 0600 model file would shut the group out.
+    old = os.umask(0o027)
+    try:
+        churn_model.write_atomically(tmp_path / "models" / "m.joblib", b"model")
+    finally:
+        os.umask(old)
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["m.joblib"]
+    assert (tmp_path / "models" / "m.joblib").stat().st_mode & 0o777 == 0o640
