@@ -3,7 +3,7 @@
 Every model is its own asset (own key, group, tags, materializations and checks in the UI,
 selectable alone), but a run executes all selected ones in ONE step on ONE DuckDB connection:
 each extra step costs a process, event-log writes and a reconnect, which on small data is most of
-the run. The engine (engine.py) runs the step's SQL; this module only wires it to Dagster.
+the run. The engine (run/engine.py) runs the step's SQL; this module only wires it to Dagster.
 """
 
 import functools

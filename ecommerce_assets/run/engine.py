@@ -272,7 +272,7 @@ def publish_run(run: Run, project: Project, built: list[Built], blocked: set[str
 
 
 def write_readers_copy(run: Run) -> None:
-    """The readers' copy of what is published (serving.py). The warehouse is published whatever
+    """The readers' copy of what is published (serve.py). The warehouse is published whatever
     happens here: a failure is logged, and readers keep the previous copy."""
     if not run.options.serving_path:
         return
