@@ -22,11 +22,12 @@ from ecommerce_assets.project.checks import CheckDecl
 from ecommerce_assets.project.models import Model
 from ecommerce_assets.project.node import Node
 from ecommerce_assets.project.sources import RawTable
+from ecommerce_assets.run import logs
 from ecommerce_assets.run.audit import CheckOutcome, failing_rows, screen
 from ecommerce_assets.run.build import TableStats, build_model, build_raw, located, table_stats
 from ecommerce_assets.run.context import Run
 from ecommerce_assets.run.keys import VERIFY_KEYS
-from ecommerce_assets.run.logs import CHECK_LOG, PUBLISH_LOG, create_load_log, create_publish_log
+from ecommerce_assets.run.logs import create_load_log, create_publish_log
 from ecommerce_assets.run.plan import Task, plan, run_tasks
 from ecommerce_assets.run.publish import clean_up, publish, publishable
 from ecommerce_assets.run.pump import Log
@@ -329,7 +330,7 @@ def _timed(work: Callable, *args) -> tuple[object, float]:
 
 
 def unchanged_since(run: Run, node: Node, rebuilt: set[str], exists: bool) -> str | None:
-    """The run whose published table `node` still is (see Run.unchanged_since), or None to build it.
+    """The run whose published table `node` still is (see Run.published_as), or None to build it.
     Raw loads decide for themselves (files already loaded are not read again)."""
     if isinstance(node, RawTable) or not exists or run.options.full_refresh:
         return None
@@ -340,7 +341,7 @@ def unchanged_since(run: Run, node: Node, rebuilt: set[str], exists: bool) -> st
     if node.uses_analysis_date:
         run.ensure_analysis_date(cur)
     tables = {n: f"{schema}.{n}" for n, schema in run.schemas.items()}
-    return run.unchanged_since(cur, node, [tables[n] for n in upstream if n in tables])
+    return run.published_as(cur, node, [tables[n] for n in upstream if n in tables])
 
 
 def keep(run: Run, node: Model, since: str) -> Built:
@@ -375,8 +376,7 @@ def record_checks(run: Run, checked: list[Checked]) -> None:
     """The outcomes of the checks that ran on published tables, for a later run that keeps a table
     as it is to report them again instead of rerunning them."""
     rows = [[e.node.table, e.check.name, e.outcome.failing, e.check.blocking, run.run_id] for e in checked if e.outcome]
-    if rows:
-        run.cursor().executemany(f"insert into {CHECK_LOG} values (?, ?, ?, ?, ?, getvariable('run_started_at'))", rows)
+    logs.record_checks(run.cursor(), rows)
 
 
 def carried_checks(run: Run, model: Model, checks: list[CheckDecl]) -> list[Checked]:
@@ -384,15 +384,7 @@ def carried_checks(run: Run, model: Model, checks: list[CheckDecl]) -> list[Chec
     or after its publish) reads what it read then, so its outcome stands and is reported again;
     one without such an outcome runs."""
     cur = run.cursor()
-    rows = cur.execute(
-        f"""
-        select check_name, failing, run_id from {CHECK_LOG}
-        where table_name = ? and checked_at >= (select max(published_at) from {PUBLISH_LOG} where table_name = ?)
-        qualify row_number() over (partition by check_name order by checked_at desc) = 1
-        """,
-        [model.table, model.table],
-    ).fetchall()
-    last = {name: (failing, run_id) for name, failing, run_id in rows}
+    last = logs.checks_since_publish(cur, model.table)
     carried = [
         Checked(model, c, CheckOutcome(last[c.name][0], [], [], model.check_sql[c.name]), carried_from=last[c.name][1])
         for c in checks
