@@ -19,7 +19,7 @@ def to_dagster(
     return materialization(event, key, catalog) if isinstance(event, Built) else check_result(event, key)
 
 
-def column_lineage(
+def lineage_metadata(
     found: Mapping[str, Mapping[str, Sequence[tuple[str, str]]]], keys: Mapping[str, dg.AssetKey]
 ) -> dict[str, dg.TableColumnLineage]:
     """`lineage.column_lineage`'s answer (model -> column -> [(upstream node, column)]) for Dagster."""

@@ -3,7 +3,7 @@
 Every model is its own asset (own key, group, tags, materializations and checks in the UI,
 selectable alone), but a run executes all selected ones in ONE step on ONE DuckDB connection:
 each extra step costs a process, event-log writes and a reconnect, which on small data is most of
-the run. The engine (engine.py) runs the step's SQL; this module only wires it to Dagster.
+the run. The engine (run/engine.py) runs the step's SQL; this module only wires it to Dagster.
 """
 
 import functools
@@ -12,7 +12,7 @@ from functools import partial
 
 import dagster as dg
 
-from ecommerce_assets.defs.events import column_lineage, lineage_table, to_dagster
+from ecommerce_assets.defs.events import lineage_metadata, lineage_table, to_dagster
 from ecommerce_assets.defs.resources import DuckDBWarehouse, PipelineConfig
 from ecommerce_assets.defs.translator import Translator
 from ecommerce_assets.errors import RunFailed, SettingError
@@ -53,7 +53,7 @@ def build_warehouse(
     def catalog_metadata() -> dict[str, dict[str, object]]:
         """Per node: the definition's column schema and the column lineage, for its materializations.
         Computed by the first run that needs it, not when the definitions load (lineage: ~0.1 s)."""
-        lineage = column_lineage(model_lineage(models, catalog), keys)
+        lineage = lineage_metadata(model_lineage(models, catalog), keys)
         entries = {n.name: {"dagster/column_schema": schemas[keys[n.name]]} for n in nodes if schemas[keys[n.name]]}
         for name, columns in lineage.items():
             entries.setdefault(name, {}).update(

@@ -49,7 +49,7 @@ class Translator:
         return dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=self.freshness_hours))
 
     def column_descriptions(self, node: RawTable | Model) -> dict[str, str]:
-        """A model's from its header (and upstream headers); a raw table's from raw.py."""
+        """A model's from its header (and upstream headers); a raw table's from project/sources.py."""
         return node.descriptions if isinstance(node, RawTable) else node.columns
 
     def column_constraints(self, node: RawTable | Model, column: str) -> dg.TableColumnConstraints:

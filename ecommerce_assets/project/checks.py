@@ -126,7 +126,7 @@ def _sql(table, column, params, table_of):
 
 
 def _row_count_drop(table, column, params, table_of):
-    # published_row_count() (publish.py) reads the publish log; the literal keeps the published
+    # published_row_count() (run/logs.py) reads the publish log; the literal keeps the published
     # name while the run reads its own build through `table`.
     return f"""
 select last_published_rows, row_count

@@ -79,7 +79,7 @@ class Header(Strict):
     materialized: Literal["view", "table", "incremental"] | None = None
     unique_key: str | None = None
     # merge: every row recomputed, a row's updated_at kept while its content is the same.
-    # delete+insert: only the keys the run's raw changes reach (see changes.py).
+    # delete+insert: only the keys the run's raw changes reach (see project/changed.py).
     incremental_strategy: Literal["merge", "delete+insert"] | None = None
     # delete+insert: the published rows a run replaces; default `@changed(<unique_key>)`.
     replace_where: str | None = None

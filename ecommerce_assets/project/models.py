@@ -4,7 +4,7 @@ Each file is one model: a YAML header in a leading `/* ... */` comment (descript
 column descriptions, checks) and a plain DuckDB `select`. The file name is the table and the
 asset name, the folder its schema and layer. Upstream tables are parsed from the SQL itself.
 
-Nothing in a model file fails silently: the header is validated (model_header.py), and every
+Nothing in a model file fails silently: the header is validated (header.py), and every
 error names the file and the line in the file, for the header and the SQL alike.
 """
 

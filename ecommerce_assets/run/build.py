@@ -88,7 +88,7 @@ def export_statement(model: Model, path: str, table: str | None = None) -> str:
 
 def build_model(run: Run, cur: duckdb.DuckDBPyConnection, model: Model, exists: bool) -> dict:
     """The model's table or view under its build name, and its staged export; returns plain
-    metadata (see results.py). The run publishes them later, or drops them."""
+    metadata (see defs/events.py). The run publishes them later, or drops them."""
     metadata: dict[str, object] = {}
     if model.uses_analysis_date:
         metadata["analysis_date"] = str(run.ensure_analysis_date(cur))

@@ -15,9 +15,8 @@ import duckdb
 from ecommerce_assets.project.models import retarget
 from ecommerce_assets.project.relations import delta_name
 from ecommerce_assets.project.sources import RAW_TABLES
-from ecommerce_assets.project.sources import SCHEMA as raw_schema
+from ecommerce_assets.run import logs
 from ecommerce_assets.run.keys import VERIFY_KEYS, RawChange, all_keys_statement, keys_statement
-from ecommerce_assets.run.logs import CHECK_LOG, PUBLISH_LOG
 from ecommerce_assets.run.publish import Pending, Publication, staged_path
 
 T = TypeVar("T")
@@ -30,14 +29,6 @@ _RUN_DATE = "cast(getvariable('run_started_at') as date)"
 DEFAULT_ANALYSIS_DATE_SQL = (
     f"select least(coalesce(max(order_date) filter (where is_completed), max(order_date), {_RUN_DATE}), {_RUN_DATE})"
     " from staging.stg_orders"
-)
-
-
-# The published table `m` failed no blocking check since its publish (a row written by hand, a
-# maintained table that drifted): such a table is rebuilt from scratch, never kept or maintained.
-_NOT_BROKEN = (
-    f"not exists (select 1 from {CHECK_LOG} as c where c.table_name = m.table_name"
-    " and c.blocking and c.failing > 0 and c.checked_at >= m.last_published)"
 )
 
 
@@ -160,20 +151,7 @@ class Run:
     def in_sync(self, cur: duckdb.DuckDBPyConnection, table: str, version: str) -> bool:
         """`table` was last published with this code and upstream code, and not before any raw
         table's last publish: the run's raw changes are then all it has not seen."""
-        return bool(
-            cur.execute(
-                f"""
-                with latest as (
-                    select table_name, arg_max(code_version, published_at) as version, max(published_at) as last_published
-                    from {PUBLISH_LOG} group by table_name
-                )
-                select coalesce((select version = ? and last_published >= (
-                    select max(last_published) from latest where table_name like '{raw_schema}.%'
-                ) and {_NOT_BROKEN} from latest as m where table_name = ?), false)
-                """,
-                [version, table],
-            ).fetchone()[0]
-        )
+        return logs.in_sync(cur, table, version)
 
     def model_inputs(self, model) -> str:
         """The run's variables `model` reads, as recorded in the publish log with its table."""
@@ -181,27 +159,12 @@ class Run:
         parts += [f"run_date={self.started_at.date()}"] if model.uses_run_date else []
         return ";".join(parts)
 
-    def unchanged_since(self, cur: duckdb.DuckDBPyConnection, model, upstream: list[str]) -> str | None:
+    def published_as(self, cur: duckdb.DuckDBPyConnection, model, upstream: list[str]) -> str | None:
         """The run that last published `model`, when that table is what this run would build: same
         code and upstream code, same variables, and no table it reads published since."""
-        marks = ", ".join("?" for _ in upstream) or "null"
-        row = cur.execute(
-            f"""
-            with latest as (
-                select table_name, arg_max(run_id, published_at) as run_id,
-                    arg_max(code_version, published_at) as version, arg_max(inputs, published_at) as inputs,
-                    max(published_at) as last_published
-                from {PUBLISH_LOG} group by table_name
-            )
-            select run_id from latest as m
-            where table_name = ? and version = ? and inputs = ? and {_NOT_BROKEN}
-              and not exists (
-                  select 1 from latest as d where d.table_name in ({marks}) and d.last_published > m.last_published
-              )
-            """,
-            [model.table, self.versions.get(model.name, ""), self.model_inputs(model), *upstream],
-        ).fetchone()
-        return row[0] if row else None
+        return logs.published_as(
+            cur, model.table, self.versions.get(model.name, ""), self.model_inputs(model), upstream
+        )
 
     def ensure_keys(self, cur: duckdb.DuckDBPyConnection, target: str) -> None:
         """The run's key set `target` (changes.CHANGED_KEYS or VERIFY_KEYS), made once per run.
@@ -240,12 +203,7 @@ class Run:
         """The date of the oldest last publish of a maintained table, as an SQL literal."""
         if not self.maintained:
             return None
-        marks = ", ".join("?" for _ in self.maintained)
-        since = cur.execute(
-            f"select min(last_date) from (select max(published_at)::date as last_date from {PUBLISH_LOG}"
-            f" where table_name in ({marks}) group by table_name)",
-            list(self.maintained),
-        ).fetchone()[0]
+        since = logs.oldest_publish_date(cur, self.maintained)
         return f"date '{since}'" if since else None
 
     def ensure_analysis_date(self, cur: duckdb.DuckDBPyConnection) -> dt.date:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 
 import duckdb
 
@@ -22,11 +23,12 @@ from ecommerce_assets.project.checks import CheckDecl
 from ecommerce_assets.project.models import Model
 from ecommerce_assets.project.node import Node
 from ecommerce_assets.project.sources import RawTable
+from ecommerce_assets.run import logs
 from ecommerce_assets.run.audit import CheckOutcome, failing_rows, screen
 from ecommerce_assets.run.build import TableStats, build_model, build_raw, located, table_stats
 from ecommerce_assets.run.context import Run
 from ecommerce_assets.run.keys import VERIFY_KEYS
-from ecommerce_assets.run.logs import CHECK_LOG, PUBLISH_LOG, create_load_log, create_publish_log
+from ecommerce_assets.run.logs import create_load_log, create_publish_log
 from ecommerce_assets.run.plan import Task, plan, run_tasks
 from ecommerce_assets.run.publish import clean_up, publish, publishable
 from ecommerce_assets.run.pump import Log
@@ -105,6 +107,32 @@ def prepare(run: Run, project: Project) -> None:
         con.execute(macro)
 
 
+@dataclass
+class RunState:
+    """What one run has learnt about its nodes so far, passed to each task's start and finish (both
+    on the run's own thread; the worker threads only run SQL)."""
+
+    run: Run
+    project: Project
+    selection: Selection
+    log: Log
+    # Tables in the warehouse: built before, or by this run.
+    existing: set[str]
+    # Not built, or failed a blocking check: downstream must wait.
+    held_back: set[str] = field(default_factory=set)
+    # Failed a blocking check: not published.
+    blocked: set[str] = field(default_factory=set)
+    # Selected but skipped or failed: its checks would read a stale table.
+    not_built: set[str] = field(default_factory=set)
+    # Built with new content this run (not an unchanged load or kept model).
+    rebuilt: set[str] = field(default_factory=set)
+    # Unchanged since its last publish: not rebuilt, its checks not rerun.
+    kept: set[str] = field(default_factory=set)
+    failures: list[str] = field(default_factory=list)
+    # Table -> [rows, build s, checks s]: one log line at the end.
+    timings: dict[str, list] = field(default_factory=dict)
+
+
 def execute(
     run: Run, project: Project, selection: Selection, log: Log, stop: threading.Event
 ) -> Iterator[Built | Checked]:
@@ -123,92 +151,30 @@ def execute(
     after_build = project.after_build
     for warm_up in {getattr(after_build.get(n), "warm_up", None) for n in selection.assets} - {None}:
         threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
-    held_back: set[str] = set()  # not built, or failed a blocking check: downstream must wait
-    blocked: set[str] = set()  # failed a blocking check: not published
-    not_built: set[str] = set()  # selected but skipped or failed: its checks would read a stale table
-    rebuilt: set[str] = set()  # built with new content this run (not an unchanged load or kept model)
-    kept: set[str] = set()  # unchanged since its last publish: not rebuilt, its checks not rerun
-    failures: list[str] = []
-    timings: dict[str, list] = {}  # table -> [rows, build s, checks s]: one log line at the end
     existing = {r[0] for r in run.con.execute("select table_name from information_schema.tables").fetchall()}
-
-    def start(task: Task) -> Callable[[], object] | None:
-        node = task.node
-        if task.kind == "check":
-            if node.name in not_built:
-                return None
-            runnable = []
-            for check in task.checks:
-                unavailable = [t for t in node.check_deps[check.name] if t in not_built or t not in existing]
-                if unavailable:  # a subset run on a fresh database: the compared table is not there yet
-                    log.warning(f"{node.name}: check {check.name} not run, it reads {unavailable}, not built")
-                else:
-                    runnable.append(check)
-            checks = carried_checks if node.name in kept else run_checks
-            return (lambda: _timed(checks, run, node, runnable)) if runnable else None
-        if node.name not in selection.assets:
-            return None
-        waiting_on = [d for d in node.deps if d in held_back]
-        if waiting_on:
-            log.warning(f"{node.name}: skipped, upstream {waiting_on} failed or failed a blocking check")
-            held_back.add(node.name)
-            not_built.add(node.name)
-            return None
-        since = unchanged_since(run, node, rebuilt, exists=node.name in existing)
-        if since:
-            return lambda: keep(run, node, since)
-        return lambda: build(run, node, after_build.get(node.name), exists=node.name in existing)
-
-    def finish(task: Task, future: Future) -> Iterator[Built | Checked]:
-        node = task.node
-        if task.kind == "check":
-            checked_all, seconds = future.result()
-            timings.setdefault(node.table, [None, None, 0.0])[2] = seconds
-            for checked in checked_all:
-                if checked.check.blocking and not (checked.outcome and checked.outcome.passed):
-                    log.error(f"{node.name}: blocking check {checked.check.name} failed; downstream models are skipped")
-                    held_back.add(node.name)
-                    blocked.add(node.name)
-                yield checked
-            return
-        try:
-            result: Built = future.result()
-        except (duckdb.Error, RawLoadError, ModelError) as e:
-            log.error(f"{node.name}: {e}")
-            failures.append(f"{node.name}: {e}")
-            held_back.add(node.name)
-            not_built.add(node.name)
-            return
-        timings.setdefault(node.table, [None, None, None])[:2] = [result.stats.rows, result.duration_s]
-        existing.add(node.name)
-        if "unchanged_since" in result.metadata:
-            kept.add(node.name)
-            log.info(
-                f"{node.name}: unchanged since run {result.metadata['unchanged_since']} (same code, inputs and"
-                " dates): kept as published, its checks' last outcomes reported again"
-            )
-        elif result.metadata.get("load") == "unchanged":
-            log.info(f"{node.name}: no new or changed file, {result.stats.rows:,} rows as published")
-        else:
-            rebuilt.add(node.name)
-            log.info(
-                f"{node.name}: built, {result.stats.rows:,} rows in {result.duration_s:.2f} s (published at the end)"
-            )
-        yield result
+    state = RunState(run, project, selection, log, existing)
 
     concurrency = run.options.concurrency
     # Held until the publish: the materializations describe what was published.
     started = time.perf_counter()
-    events = list(run_tasks(plan(project.nodes, selection.checks), concurrency, start, finish, stop))
+    events = list(
+        run_tasks(
+            plan(project.nodes, selection.checks),
+            concurrency,
+            partial(start_task, state),
+            partial(finish_task, state),
+            stop,
+        )
+    )
     phases = {"loads, models and checks": time.perf_counter() - started}
-    if timings:
-        log.info(f"timings, up to {concurrency} statement(s) at a time:\n" + timings_table(timings))
+    if state.timings:
+        log.info(f"timings, up to {concurrency} statement(s) at a time:\n" + timings_table(state.timings))
     if stop.is_set():
         clean_up(run.con, run.output_dir)
         log.warning("run stopped: nothing published, the warehouse is as before the run")
         return
     started = time.perf_counter()
-    published = publish_run(run, project, [e for e in events if isinstance(e, Built)], blocked)
+    published = publish_run(run, project, [e for e in events if isinstance(e, Built)], state.blocked)
     phases["publish"] = time.perf_counter() - started
     try:
         # Outcomes on what is published now: a published build's, or a table this run did not build.
@@ -232,11 +198,79 @@ def execute(
         started = time.perf_counter()
         write_readers_copy(run)
         phases["readers' copy"] = time.perf_counter() - started
-        log.info(phases_line(phases, timings))
+        log.info(phases_line(phases, state.timings))
     finally:
         clean_up(run.con, run.output_dir)  # what was built and not published, and the run's deltas
-    if failures:
-        raise RunFailed(failures)
+    if state.failures:
+        raise RunFailed(state.failures)
+
+
+def start_task(state: RunState, task: Task) -> Callable[[], object] | None:
+    """The work of `task`, to run on a worker thread, or None when it is skipped."""
+    run, selection, log = state.run, state.selection, state.log
+    node = task.node
+    if task.kind == "check":
+        if node.name in state.not_built:
+            return None
+        runnable = []
+        for check in task.checks:
+            unavailable = [t for t in node.check_deps[check.name] if t in state.not_built or t not in state.existing]
+            if unavailable:  # a subset run on a fresh database: the compared table is not there yet
+                log.warning(f"{node.name}: check {check.name} not run, it reads {unavailable}, not built")
+            else:
+                runnable.append(check)
+        checks = carried_checks if node.name in state.kept else run_checks
+        return (lambda: _timed(checks, run, node, runnable)) if runnable else None
+    if node.name not in selection.assets:
+        return None
+    waiting_on = [d for d in node.deps if d in state.held_back]
+    if waiting_on:
+        log.warning(f"{node.name}: skipped, upstream {waiting_on} failed or failed a blocking check")
+        state.held_back.add(node.name)
+        state.not_built.add(node.name)
+        return None
+    since = unchanged_since(run, node, state.rebuilt, exists=node.name in state.existing)
+    if since:
+        return lambda: keep(run, node, since)
+    return lambda: build(run, node, state.project.after_build.get(node.name), exists=node.name in state.existing)
+
+
+def finish_task(state: RunState, task: Task, future: Future) -> Iterator[Built | Checked]:
+    """The events of a finished task; what it tells the tasks after it goes into `state`."""
+    log = state.log
+    node = task.node
+    if task.kind == "check":
+        checked_all, seconds = future.result()
+        state.timings.setdefault(node.table, [None, None, 0.0])[2] = seconds
+        for checked in checked_all:
+            if checked.check.blocking and not (checked.outcome and checked.outcome.passed):
+                log.error(f"{node.name}: blocking check {checked.check.name} failed; downstream models are skipped")
+                state.held_back.add(node.name)
+                state.blocked.add(node.name)
+            yield checked
+        return
+    try:
+        result: Built = future.result()
+    except (duckdb.Error, RawLoadError, ModelError) as e:
+        log.error(f"{node.name}: {e}")
+        state.failures.append(f"{node.name}: {e}")
+        state.held_back.add(node.name)
+        state.not_built.add(node.name)
+        return
+    state.timings.setdefault(node.table, [None, None, None])[:2] = [result.stats.rows, result.duration_s]
+    state.existing.add(node.name)
+    if "unchanged_since" in result.metadata:
+        state.kept.add(node.name)
+        log.info(
+            f"{node.name}: unchanged since run {result.metadata['unchanged_since']} (same code, inputs and"
+            " dates): kept as published, its checks' last outcomes reported again"
+        )
+    elif result.metadata.get("load") == "unchanged":
+        log.info(f"{node.name}: no new or changed file, {result.stats.rows:,} rows as published")
+    else:
+        state.rebuilt.add(node.name)
+        log.info(f"{node.name}: built, {result.stats.rows:,} rows in {result.duration_s:.2f} s (published at the end)")
+    yield result
 
 
 def fingerprints(nodes: Sequence[Node]) -> dict[str, str]:
@@ -277,7 +311,7 @@ def publish_run(run: Run, project: Project, built: list[Built], blocked: set[str
 
 
 def write_readers_copy(run: Run) -> None:
-    """The readers' copy of what is published (serving.py). The warehouse is published whatever
+    """The readers' copy of what is published (serve.py). The warehouse is published whatever
     happens here: a failure is logged, and readers keep the previous copy."""
     if not run.options.serving_path:
         return
@@ -334,7 +368,7 @@ def _timed(work: Callable, *args) -> tuple[object, float]:
 
 
 def unchanged_since(run: Run, node: Node, rebuilt: set[str], exists: bool) -> str | None:
-    """The run whose published table `node` still is (see Run.unchanged_since), or None to build it.
+    """The run whose published table `node` still is (see Run.published_as), or None to build it.
     Raw loads decide for themselves (files already loaded are not read again)."""
     if isinstance(node, RawTable) or not exists or run.options.full_refresh:
         return None
@@ -345,7 +379,7 @@ def unchanged_since(run: Run, node: Node, rebuilt: set[str], exists: bool) -> st
     if node.uses_analysis_date:
         run.ensure_analysis_date(cur)
     tables = {n: f"{schema}.{n}" for n, schema in run.schemas.items()}
-    return run.unchanged_since(cur, node, [tables[n] for n in upstream if n in tables])
+    return run.published_as(cur, node, [tables[n] for n in upstream if n in tables])
 
 
 def keep(run: Run, node: Model, since: str) -> Built:
@@ -382,8 +416,7 @@ def record_checks(run: Run, checked: list[Checked]) -> None:
     """The outcomes of the checks that ran on published tables, for a later run that keeps a table
     as it is to report them again instead of rerunning them."""
     rows = [[e.node.table, e.check.name, e.outcome.failing, e.check.blocking, run.run_id] for e in checked if e.outcome]
-    if rows:
-        run.cursor().executemany(f"insert into {CHECK_LOG} values (?, ?, ?, ?, ?, getvariable('run_started_at'))", rows)
+    logs.record_checks(run.cursor(), rows)
 
 
 def carried_checks(run: Run, model: Model, checks: list[CheckDecl]) -> list[Checked]:
@@ -391,15 +424,7 @@ def carried_checks(run: Run, model: Model, checks: list[CheckDecl]) -> list[Chec
     or after its publish) reads what it read then, so its outcome stands and is reported again;
     one without such an outcome runs."""
     cur = run.cursor()
-    rows = cur.execute(
-        f"""
-        select check_name, failing, run_id from {CHECK_LOG}
-        where table_name = ? and checked_at >= (select max(published_at) from {PUBLISH_LOG} where table_name = ?)
-        qualify row_number() over (partition by check_name order by checked_at desc) = 1
-        """,
-        [model.table, model.table],
-    ).fetchall()
-    last = {name: (failing, run_id) for name, failing, run_id in rows}
+    last = logs.checks_since_publish(cur, model.table)
     carried = [
         Checked(model, c, CheckOutcome(last[c.name][0], [], [], model.check_sql[c.name]), carried_from=last[c.name][1])
         for c in checks

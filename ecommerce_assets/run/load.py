@@ -17,7 +17,7 @@ from ecommerce_assets.ingest.files import read_sql, source_files
 from ecommerce_assets.project.relations import delta_name
 from ecommerce_assets.project.sources import LOADED_AT, RawTable
 from ecommerce_assets.run.database import table_exists
-from ecommerce_assets.run.logs import LOAD_LOG, create_load_log
+from ecommerce_assets.run.logs import create_load_log, loaded_files
 from ecommerce_assets.run.publish import Pending
 
 
@@ -41,16 +41,7 @@ def load(con: duckdb.DuckDBPyConnection, raw: RawTable, data_dir: Path, full_ref
     files = source_files(data_dir, raw)
     stamps = {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
     create_load_log(con)
-    loaded = (
-        {}
-        if full_refresh or not table_exists(con, raw.table)
-        else {
-            f: (size, mtime)
-            for f, size, mtime in con.execute(
-                f"select file, size, mtime_ns from {LOAD_LOG} where table_name = ?", [raw.name]
-            ).fetchall()
-        }
-    )
+    loaded = {} if full_refresh or not table_exists(con, raw.table) else loaded_files(con, raw.name)
     append = bool(loaded) and all(stamps.get(f) == stamp for f, stamp in loaded.items())
     new = [p for p in files if str(p) not in loaded] if append else files
     if append and not new:

@@ -32,7 +32,7 @@ import duckdb
 
 from ecommerce_assets.project.relations import BUILD_SUFFIX, DELTA_SUFFIX
 from ecommerce_assets.run.database import quote_identifier
-from ecommerce_assets.run.logs import PUBLISH_LOG
+from ecommerce_assets.run.logs import latest_runs
 from ecommerce_assets.run.publish import STAGED_SUFFIX, staged_path
 
 ALIAS = "serving_copy"
@@ -237,24 +237,6 @@ def published_relations(
         and not schema.startswith("_")  # bookkeeping (_changes, _serving), not for readers
         and not name.endswith((BUILD_SUFFIX, DELTA_SUFFIX))  # not published yet
     }
-
-
-def latest_runs(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """'schema.name' -> the run that published it last, from the publish log (empty without one)."""
-    schema, table = PUBLISH_LOG.split(".")
-    exists = con.execute(
-        "select count(*) from duckdb_tables() where database_name = current_database() and schema_name = ? and table_name = ?",
-        [schema, table],
-    ).fetchone()[0]
-    if not exists:
-        return {}
-    rows = con.execute(
-        f"""
-        select table_name, run_id from {PUBLISH_LOG}
-        qualify row_number() over (partition by table_name order by published_at desc, rowid desc) = 1
-        """
-    ).fetchall()
-    return {relation: run_id for relation, run_id in rows if run_id is not None}
 
 
 def referenced_files(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, Path]:

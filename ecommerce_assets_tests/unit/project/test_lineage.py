@@ -1,4 +1,4 @@
-"""Column lineage from the models' SQL (lineage.py), on the project's real models and real schemas.
+"""Column lineage from the models' SQL (project/lineage.py), on the project's real models and real schemas.
 
 The schemas come from DuckDB itself, fast and without data: empty raw tables, every model created
 as a view in dependency order, then `describe`.
