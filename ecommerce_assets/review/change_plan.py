@@ -25,7 +25,7 @@ from ecommerce_assets.markdown import markdown_table
 from ecommerce_assets.project.node import Node
 from ecommerce_assets.run.catalog import Catalog
 from ecommerce_assets.run.engine import fingerprint, fingerprints
-from ecommerce_assets.run.logs import PUBLISH_LOG
+from ecommerce_assets.run.logs import PUBLISH_LOG, latest_publish_query
 from ecommerce_assets.run.serve import COLUMNS, PUBLISHED
 
 ORDER = ("modified", "added", "downstream", "kept", "removed")
@@ -60,10 +60,7 @@ def published_state(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, 
             f"select table_name, column_name, data_type from {database}.{COLUMNS} order by column_index"
         ).fetchall()
     elif PUBLISH_LOG in tables:
-        log = con.execute(
-            f"select table_name, arg_max(code_version, published_at), arg_max(inputs, published_at)"
-            f" from {database}.{PUBLISH_LOG} group by all"
-        ).fetchall()
+        log = con.execute(latest_publish_query(database)).fetchall()
         columns = con.execute(
             "select schema_name || '.' || table_name, column_name, data_type from duckdb_columns()"
             f" where database_name = '{database}' order by column_index"

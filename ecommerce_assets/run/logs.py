@@ -154,3 +154,13 @@ def latest_runs(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
         """
     ).fetchall()
     return {relation: run_id for relation, run_id in rows if run_id is not None}
+
+
+def latest_publish_query(database: str | None = None) -> str:
+    """Each published table's latest fingerprint (`code_version`) and `inputs`, from the publish log of
+    `database` (default: the current one): what `ecommerce-assets plan` compares a checkout with."""
+    log = f"{database}.{PUBLISH_LOG}" if database else PUBLISH_LOG
+    return (
+        "select table_name, arg_max(code_version, published_at) as code_version,"
+        f" arg_max(inputs, published_at) as inputs from {log} group by all"
+    )

@@ -32,7 +32,7 @@ import duckdb
 
 from ecommerce_assets.project.relations import BUILD_SUFFIX, DELTA_SUFFIX
 from ecommerce_assets.run.database import quote_identifier
-from ecommerce_assets.run.logs import latest_runs
+from ecommerce_assets.run.logs import latest_publish_query, latest_runs
 from ecommerce_assets.run.publish import STAGED_SUFFIX, staged_path
 
 ALIAS = "serving_copy"
@@ -184,10 +184,7 @@ def write_view_file(
         rows = sorted((r, str(f.resolve())) for r, f in files.items())
         if rows:
             con.executemany(f"insert into {ALIAS}.{VERSIONS} values (?, ?)", rows)
-        con.execute(
-            f"create table {ALIAS}.{PUBLISHED} as select table_name, arg_max(code_version, published_at) as code_version,"
-            f" arg_max(inputs, published_at) as inputs from {PUBLISH_LOG} group by all"
-        )
+        con.execute(f"create table {ALIAS}.{PUBLISHED} as {latest_publish_query()}")
         con.execute(
             f"create table {ALIAS}.{COLUMNS} as select schema_name || '.' || table_name as table_name, column_name,"
             f" data_type, column_index from duckdb_columns() where database_name = '{quote_literal(warehouse)}'"

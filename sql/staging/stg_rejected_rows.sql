@@ -7,7 +7,7 @@ description: >-
   shipping cost is negative or the shipping cost missing, a line has no price, a date lies after the day the run started, or
   the order status is unknown.
 materialized: incremental
-# A run recomputes only the keys its raw changes reach (see changes.py), per source.
+# A run recomputes only the keys its raw changes reach (see run/keys.py), per source.
 incremental_strategy: delete+insert
 unique_key: key
 replace_where: >-
