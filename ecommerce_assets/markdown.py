@@ -22,6 +22,12 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence], total: int 
     return "\n".join(lines)
 
 
+def escape_html(text: str) -> str:
+    """`text` shown as written where the UI renders markdown: `<price column>` is a placeholder,
+    not an HTML tag for the renderer to swallow."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _cell(value) -> str:
     if value is None:
         return "NULL"

@@ -6,13 +6,12 @@ each extra step costs a process, event-log writes and a reconnect, which on smal
 the run. The engine (engine.py) runs the step's SQL; this module only wires it to Dagster.
 """
 
-import functools
 from collections.abc import Mapping, Sequence
 from functools import partial
 
 import dagster as dg
 
-from ecommerce_assets.defs.events import column_lineage, lineage_table, to_dagster
+from ecommerce_assets.defs.events import column_lineage, to_dagster
 from ecommerce_assets.defs.resources import DuckDBWarehouse, PipelineConfig
 from ecommerce_assets.defs.translator import Translator
 from ecommerce_assets.errors import RunFailed, SettingError
@@ -45,21 +44,20 @@ def build_warehouse(
     names = {key: name for name, key in keys.items()}
     raw_names = frozenset(r.name for r in raw_tables)
     catalog = bind(nodes, project.macros) if catalog is None else catalog
-    specs, check_specs = translator.specs(nodes, catalog)
-
-    schemas = {spec.key: spec.metadata.get("dagster/column_schema") for spec in specs}
-
-    @functools.cache
-    def catalog_metadata() -> dict[str, dict[str, object]]:
-        """Per node: the definition's column schema and the column lineage, for its materializations.
-        Computed by the first run that needs it, not when the definitions load (lineage: ~0.1 s)."""
-        lineage = column_lineage(model_lineage(models, catalog), keys)
-        entries = {n.name: {"dagster/column_schema": schemas[keys[n.name]]} for n in nodes if schemas[keys[n.name]]}
-        for name, columns in lineage.items():
-            entries.setdefault(name, {}).update(
-                {"dagster/column_lineage": columns, "column lineage": lineage_table(columns)}
-            )
-        return entries
+    # At load time (~0.1 s), not after a run: each column's upstream columns are in its description
+    # on the asset page before any run (the open-source UI draws no `dagster/column_lineage`).
+    found = model_lineage(models, catalog)
+    specs, check_specs = translator.specs(nodes, catalog, found)
+    lineage = column_lineage(found, keys)
+    # The definition's column schema (constraints, lineage) replaces the table's own on each
+    # materialization, with the column lineage for a Dagster+ deployment, which draws it.
+    catalog_metadata: dict[str, dict[str, object]] = {}
+    for node, spec in zip(nodes, specs, strict=True):
+        entries = catalog_metadata.setdefault(node.name, {})
+        if schema := spec.metadata.get("dagster/column_schema"):
+            entries["dagster/column_schema"] = schema
+        if node.name in lineage:
+            entries["dagster/column_lineage"] = lineage[node.name]
 
     @dg.multi_asset(
         name=name,
@@ -87,7 +85,7 @@ def build_warehouse(
             try:
                 work = partial(engine.execute, run, project, selection)
                 for event in pump(work, context.log, run.interrupt):
-                    result = to_dagster(event, keys[event.node.name], catalog_metadata().get(event.node.name))
+                    result = to_dagster(event, keys[event.node.name], catalog_metadata.get(event.node.name))
                     if isinstance(result, dg.AssetCheckResult):
                         # Yielded as a result, a check costs two event-log writes: its evaluation
                         # and an output nothing reads (the check outputs of a subsettable asset
