@@ -35,6 +35,28 @@ def column_lineage(
     }
 
 
+# The run's phases as a run tag: on the run's page and in the run list, beside the status.
+PHASES_TAG = "ecommerce/phases"
+
+
+def phases_summary(start_s: float | None, engine: Mapping[str, float], events_s: float, concurrency: int) -> str:
+    """Where the run's time went, every phase with its seconds. `engine`: `engine.run_phases`;
+    `start_s`: from the run's start to the step's (Dagster's own start, resources, plan); `events_s`:
+    from the first asset event handed to Dagster to the last one written in its event log."""
+    wall = engine.get("loads, models and checks", 0.0)
+    parts = [f"Dagster start {start_s:.2f} s"] if start_s is not None else []
+    parts += [
+        f"loads {engine['loads']:.2f} s, models {engine['models']:.2f} s, checks {engine['checks']:.2f} s "
+        f"(statement seconds, up to {concurrency} at a time: {wall:.2f} s in all)",
+        f"publish {engine.get('publish', 0.0):.2f} s",
+    ]
+    copy = engine.get("readers' copy")
+    if copy is not None:
+        parts.append(f"readers' copy {copy:.2f} s")
+    parts.append(f"events {events_s:.2f} s (asset events and check results written to Dagster's event log)")
+    return "run phases: " + "; ".join(parts)
+
+
 def materialization(
     built: Built, key: dg.AssetKey, catalog: Mapping[str, object] | None = None
 ) -> dg.MaterializeResult:

@@ -6,12 +6,13 @@ each extra step costs a process, event-log writes and a reconnect, which on smal
 the run. The engine (engine.py) runs the step's SQL; this module only wires it to Dagster.
 """
 
+import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 
 import dagster as dg
 
-from ecommerce_assets.defs.events import column_lineage, to_dagster
+from ecommerce_assets.defs.events import PHASES_TAG, column_lineage, phases_summary, to_dagster
 from ecommerce_assets.defs.resources import DuckDBWarehouse, PipelineConfig
 from ecommerce_assets.defs.translator import Translator
 from ecommerce_assets.errors import RunFailed, SettingError
@@ -82,9 +83,13 @@ def build_warehouse(
                 mark_dead_run(context, died)
             run = Run(con, options, run_id=context.run.run_id)
             step = context.get_step_execution_context()
+            record = context.instance.get_run_record_by_id(context.run.run_id)
+            start_s = time.time() - record.start_time if record and record.start_time else None
+            events_started = None
             try:
                 work = partial(engine.execute, run, project, selection)
                 for event in pump(work, context.log, run.interrupt):
+                    events_started = events_started or time.perf_counter()
                     result = to_dagster(event, keys[event.node.name], catalog_metadata.get(event.node.name))
                     if isinstance(result, dg.AssetCheckResult):
                         # Yielded as a result, a check costs two event-log writes: its evaluation
@@ -93,6 +98,12 @@ def build_warehouse(
                         # result, is one write: ~70 fewer per run.
                         result = result.to_asset_check_evaluation(step)
                     yield result
+                if run.phases:
+                    # Each yield returns once Dagster has written the event: the loop's end is the events' end.
+                    events_s = time.perf_counter() - events_started if events_started else 0.0
+                    summary = phases_summary(start_s, run.phases, events_s, options.concurrency)
+                    context.log.info(summary)
+                    context.instance.add_run_tags(context.run.run_id, {PHASES_TAG: summary})
             except RunFailed as e:
                 raise dg.Failure(description=str(e)) from None
             finally:
