@@ -352,7 +352,7 @@ def report(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) -> i
                 print(f"not built: {observation.asset_key.to_user_string()}: {reason}")
     tags = (instance.get_run_by_id(result.run_id) or result.dagster_run).tags
     if PHASES_TAG in tags:
-        print(tags[PHASES_TAG])
+        print(f"run phases: {tags[PHASES_TAG]}")
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:

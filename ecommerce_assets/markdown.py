@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -22,10 +23,13 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence], total: int 
     return "\n".join(lines)
 
 
-def escape_html(text: str) -> str:
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_<>\[\]])")
+
+
+def escape_markdown(text: str) -> str:
     """`text` shown as written where the UI renders markdown: `<price column>` is a placeholder,
-    not an HTML tag for the renderer to swallow."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    not an HTML tag for the renderer to swallow, and `null_<reference>_id` is no emphasis."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", text)
 
 
 def _cell(value) -> str:

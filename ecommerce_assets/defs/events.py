@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ecommerce_assets.markdown import escape_html, markdown_table
+from ecommerce_assets.markdown import escape_markdown, markdown_table
 from ecommerce_assets.project.models import Model
 from ecommerce_assets.run.engine import Built, Checked
 
@@ -39,22 +39,24 @@ def column_lineage(
 PHASES_TAG = "ecommerce/phases"
 
 
-def phases_summary(start_s: float | None, engine: Mapping[str, float], events_s: float, concurrency: int) -> str:
-    """Where the run's time went, every phase with its seconds. `engine`: `engine.run_phases`;
-    `start_s`: from the run's start to the step's (Dagster's own start, resources, plan); `events_s`:
-    from the first asset event handed to Dagster to the last one written in its event log."""
+def phases_summary(
+    start_s: float | None, engine: Mapping[str, float], events_s: float, concurrency: int
+) -> tuple[str, str]:
+    """Where the run's time went, every phase with its seconds: a log line, and the same in short
+    for the run tag. `engine`: `engine.run_phases`; `start_s`: from the run's start to the step's
+    (Dagster's own start, resources, plan); `events_s`: from the first asset event handed to Dagster
+    to the last one written to its event log."""
+    phases = {"Dagster start": start_s} if start_s is not None else {}
+    phases |= {name: engine.get(name, 0.0) for name in ("loads", "models", "checks", "publish", "readers' copy")}
+    phases["events"] = events_s
+    short = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
     wall = engine.get("loads, models and checks", 0.0)
-    parts = [f"Dagster start {start_s:.2f} s"] if start_s is not None else []
-    parts += [
-        f"loads {engine['loads']:.2f} s, models {engine['models']:.2f} s, checks {engine['checks']:.2f} s "
-        f"(statement seconds, up to {concurrency} at a time: {wall:.2f} s in all)",
-        f"publish {engine.get('publish', 0.0):.2f} s",
-    ]
-    copy = engine.get("readers' copy")
-    if copy is not None:
-        parts.append(f"readers' copy {copy:.2f} s")
-    parts.append(f"events {events_s:.2f} s (asset events and check results written to Dagster's event log)")
-    return "run phases: " + "; ".join(parts)
+    line = (
+        f"where the run's time went: {short}. Loads, models and checks are statement seconds, up to {concurrency} at a time "
+        f"({wall:.2f} s in all); events: the asset events and check results written to Dagster's event log, "
+        "while the readers' copy is written"
+    )
+    return line, short
 
 
 def materialization(
@@ -65,7 +67,7 @@ def materialization(
     the definition's column schema (with the constraints its checks guard) and column lineage."""
     stats, node = built.stats, built.node
     descriptions = node.columns if isinstance(node, Model) else {}  # a raw table's are its types
-    descriptions = {c: escape_html(d) for c, d in descriptions.items() if d}
+    descriptions = {c: escape_markdown(d) for c, d in descriptions.items() if d}
     # In the UI's order: the build's own entries (an analysis' charts first), the rows, the statement last.
     metadata: dict[str, object] = {
         key: dg.MetadataValue.path(str(value)) if isinstance(value, Path) else value

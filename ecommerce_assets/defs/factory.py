@@ -101,9 +101,9 @@ def build_warehouse(
                 if run.phases:
                     # Each yield returns once Dagster has written the event: the loop's end is the events' end.
                     events_s = time.perf_counter() - events_started if events_started else 0.0
-                    summary = phases_summary(start_s, run.phases, events_s, options.concurrency)
-                    context.log.info(summary)
-                    context.instance.add_run_tags(context.run.run_id, {PHASES_TAG: summary})
+                    line, short = phases_summary(start_s, run.phases, events_s, options.concurrency)
+                    context.log.info(line)
+                    context.instance.add_run_tags(context.run.run_id, {PHASES_TAG: short})
             except RunFailed as e:
                 raise dg.Failure(description=str(e)) from None
             finally:

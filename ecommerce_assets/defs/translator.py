@@ -14,7 +14,7 @@ from datetime import timedelta
 import dagster as dg
 
 from ecommerce_assets.defs.events import code_reference, sql_block
-from ecommerce_assets.markdown import escape_html
+from ecommerce_assets.markdown import escape_markdown
 from ecommerce_assets.project.checks import CheckDecl
 from ecommerce_assets.project.models import Model, default_owner
 from ecommerce_assets.project.sources import RawTable
@@ -38,7 +38,7 @@ class Translator:
         return node.layer
 
     def description(self, node: RawTable | Model) -> str:
-        return escape_html(node.description)
+        return escape_markdown(node.description)
 
     def tags(self, model: Model) -> dict[str, str]:
         return dict.fromkeys(model.tags, "")
@@ -67,7 +67,7 @@ class Translator:
     ) -> str | None:
         """The column's description as written (escaped for the UI's markdown), then the columns it
         is computed from (`lineage.column_lineage`)."""
-        text = escape_html(self.column_descriptions(node).get(column) or "")
+        text = escape_markdown(self.column_descriptions(node).get(column) or "")
         if upstream:
             text += ("\n\n" if text else "") + "From: " + ", ".join(f"{n}.{c}" for n, c in upstream)
         return text or None
@@ -141,7 +141,7 @@ class Translator:
             check.name,
             asset=keys[model.name],
             # Severity first: the UI's check lists cut long descriptions short.
-            description=f"{check.severity.upper()}{' (blocking)' if check.blocking else ''}: {escape_html(check.description)}",
+            description=f"{check.severity.upper()}{' (blocking)' if check.blocking else ''}: {escape_markdown(check.description)}",
             blocking=check.blocking,
             additional_deps=[keys[t] for t in model.check_deps[check.name]],
             metadata={"severity": check.severity, "kind": check.kind, "query": sql_block(model.check_sql[check.name])},

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from ecommerce_assets.defs.resources import DuckDBWarehouse
-from ecommerce_assets.markdown import escape_html, markdown_table
+from ecommerce_assets.markdown import escape_markdown, markdown_table
 from ecommerce_assets.ml.churn.features import (
     FEATURE_MODEL,
     LABEL_DAYS,
@@ -138,7 +138,7 @@ def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) 
         kinds={"python", "scikitlearn"},
         code_version=version,
         output_required=False,
-        description=escape_html(
+        description=escape_markdown(
             "The churn model (gradient-boosted trees, scikit-learn) fit on the training cutoffs, saved with its "
             "code version and cutoff dates under <output_dir>/models/. Not built when the data is too small: "
             "the asset's latest observation says why."
@@ -216,7 +216,7 @@ def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) 
         code_version=version,
         output_required=False,
         metadata={"dagster/table_name": SCORES_TABLE},
-        description=escape_html(
+        description=escape_markdown(
             "Each customer's churn probability at the run's analysis date from the latest churn model "
             "(<output_dir>/models/churn_model.joblib), with its model version. Runs with the daily graph; "
             "not built until a model has been trained (the asset's latest observation says so)."
