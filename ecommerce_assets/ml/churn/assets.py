@@ -139,9 +139,10 @@ def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) 
         code_version=version,
         output_required=False,
         description=escape_markdown(
-            "The churn model (gradient-boosted trees, scikit-learn) fit on the training cutoffs, saved with its "
-            "code version and cutoff dates under <output_dir>/models/. Not built when the data is too small: "
-            "the asset's latest observation says why."
+            # The catalog shows a description's first words: the condition comes first.
+            "Not built while the data is too small to train on (its page's Metadata says why). The churn model "
+            "(gradient-boosted trees, scikit-learn) fit on the training cutoffs, saved with its code version and "
+            "cutoff dates under <output_dir>/models/."
         ),
     )
     def churn_model(context: dg.AssetExecutionContext, duckdb: DuckDBWarehouse):
@@ -175,8 +176,9 @@ def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) 
         kinds={"duckdb", "python"},
         code_version=version,
         metadata={"dagster/table_name": EVALUATION_TABLE},
-        description="The model against the seed's rule (churn_risk as a score) on the holdout cutoff, the latest "
-        "cutoff with a complete label window: ROC AUC, PR AUC, Brier, top-decile lift, ROC/lift and calibration charts.",
+        description="Not built while churn_model is not (its page's Metadata says why). The model against the "
+        "seed's rule (churn_risk as a score) on the holdout cutoff, the latest cutoff with a complete label window: "
+        "ROC AUC, PR AUC, Brier, top-decile lift, ROC/lift and calibration charts.",
     )
     def churn_model_evaluation(context: dg.AssetExecutionContext, duckdb: DuckDBWarehouse):
         bundle = load_model(output_dir)
@@ -217,9 +219,9 @@ def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) 
         output_required=False,
         metadata={"dagster/table_name": SCORES_TABLE},
         description=escape_markdown(
-            "Each customer's churn probability at the run's analysis date from the latest churn model "
-            "(<output_dir>/models/churn_model.joblib), with its model version. Runs with the daily graph; "
-            "not built until a model has been trained (the asset's latest observation says so)."
+            "Not built until a churn model has been trained (its page's Metadata says so). Each customer's churn "
+            "probability at the run's analysis date from the latest churn model "
+            "(<output_dir>/models/churn_model.joblib), with its model version. Runs with the daily graph."
         ),
     )
     def churn_scores(context: dg.AssetExecutionContext, duckdb: DuckDBWarehouse):
@@ -244,7 +246,7 @@ def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) 
 
     @dg.asset_check(
         asset=churn_model_evaluation,
-        description="The model beats the seed's rule on the holdout (ROC AUC); WARN when it does not.",
+        description="WARN: the model beats the seed's rule on the holdout (ROC AUC).",
     )
     def model_beats_rule(duckdb: DuckDBWarehouse) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
@@ -259,7 +261,7 @@ def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) 
 
     @dg.asset_check(
         asset=churn_scores,
-        description="Every customer with features has a churn probability between 0 and 1.",
+        description="ERROR: every customer with features has a churn probability between 0 and 1.",
     )
     def scores_are_probabilities(duckdb: DuckDBWarehouse) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
@@ -274,7 +276,7 @@ def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) 
 
     @dg.asset_check(
         asset=churn_training_data,
-        description="No row has a label whose window is not complete within the data.",
+        description="ERROR: no row has a label whose window is not complete within the data.",
     )
     def no_label_for_incomplete_window(duckdb: DuckDBWarehouse) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
