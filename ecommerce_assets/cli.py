@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             asset_selection=keys,  # with the checks of those assets
         )
-    return report(result)
+    return report(result, instance)
 
 
 # dbt's selector of the changed models and everything downstream of them (`plan` says which).
@@ -325,7 +325,9 @@ def _run_config(**options) -> dict | None:
     return {"ops": {"warehouse": {"config": config}}} if config else None
 
 
-def report(result: dg.ExecuteInProcessResult) -> int:
+def report(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) -> int:
+    from ecommerce_assets.defs.events import PHASES_TAG
+
     evaluations = result.get_asset_check_evaluations()
     errors = [e for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
     warnings = [e for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.WARN]
@@ -340,6 +342,17 @@ def report(result: dg.ExecuteInProcessResult) -> int:
         f"{len(evaluations) - len(errors) - len(warnings)} passed, {len(errors)} failed (ERROR), "
         f"{len(warnings)} warned; run {'succeeded' if result.success else 'FAILED'}"
     )
+    # What the run could not build and why (ml/churn/assets.not_built), and where its time went:
+    # the run's tags, as the UI shows them.
+    for event in result.all_events:
+        if event.is_asset_observation and event.asset_observation_data:
+            observation = event.asset_observation_data.asset_observation
+            if "reason" in observation.metadata:
+                reason = observation.metadata["reason"].value
+                print(f"not built: {observation.asset_key.to_user_string()}: {reason}")
+    tags = (instance.get_run_by_id(result.run_id) or result.dagster_run).tags
+    if PHASES_TAG in tags:
+        print(f"run phases: {tags[PHASES_TAG]}")
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:

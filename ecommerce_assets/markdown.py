@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -20,6 +21,18 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence], total: int 
     elif not rows:
         lines.append("\n_no rows_")
     return "\n".join(lines)
+
+
+# What the UI's markdown would not show as written: an HTML-like `<placeholder>`, a bracket or
+# backtick, and an emphasis mark that is not inside a word (`fct_customer_metrics` is left alone,
+# because the catalog shows descriptions as plain text too, where an escape would show).
+MARKDOWN_SPECIALS = re.compile(r"([\\`<>\[\]])|(?<![A-Za-z0-9])[_*]|[_*](?![A-Za-z0-9])")
+
+
+def escape_markdown(text: str) -> str:
+    """`text` shown as written where the UI renders markdown: `<price column>` is a placeholder,
+    not an HTML tag for the renderer to swallow, and `null_<reference>_id` is no emphasis."""
+    return MARKDOWN_SPECIALS.sub(lambda m: "\\" + m.group(0), text)
 
 
 def _cell(value) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ecommerce_assets.markdown import markdown_table
+from ecommerce_assets.markdown import escape_markdown, markdown_table
 from ecommerce_assets.project.models import Model
 from ecommerce_assets.run.engine import Built, Checked
 
@@ -35,14 +35,28 @@ def lineage_metadata(
     }
 
 
-def lineage_table(lineage: dg.TableColumnLineage) -> dg.MetadataValue:
-    """The column lineage as a markdown table: Dagster's open-source UI does not draw
-    `dagster/column_lineage` (a Dagster+ view), but it shows this on the asset page."""
-    rows = [
-        (column, ", ".join(f"{d.asset_key.to_user_string()}.{d.column_name}" for d in deps))
-        for column, deps in lineage.deps_by_column.items()
-    ]
-    return dg.MetadataValue.md(markdown_table(["column", "computed from"], rows))
+# The run's phases as a run tag: on the run's page and in the run list, beside the status.
+PHASES_TAG = "ecommerce/phases"
+
+
+def phases_summary(
+    start_s: float | None, engine: Mapping[str, float], events_s: float, concurrency: int
+) -> tuple[str, str]:
+    """Where the run's time went, every phase with its seconds: a log line, and the same in short
+    for the run tag. `engine`: `engine.run_phases`; `start_s`: from the run's start to the step's
+    (Dagster's own start, resources, plan); `events_s`: from the first asset event handed to Dagster
+    to the last one written to its event log."""
+    phases = {"Dagster start": start_s} if start_s is not None else {}
+    phases |= {name: engine.get(name, 0.0) for name in ("loads", "models", "checks", "publish", "readers' copy")}
+    phases["events"] = events_s
+    short = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
+    wall = engine.get("loads, models and checks", 0.0)
+    line = (
+        f"where the run's time went: {short}. Loads, models and checks are statement seconds, up to {concurrency} at a time "
+        f"({wall:.2f} s in all); events: the asset events and check results written to Dagster's event log, "
+        "while the readers' copy is written"
+    )
+    return line, short
 
 
 def materialization(
@@ -53,6 +67,7 @@ def materialization(
     the definition's column schema (with the constraints its checks guard) and column lineage."""
     stats, node = built.stats, built.node
     descriptions = node.columns if isinstance(node, Model) else {}  # a raw table's are its types
+    descriptions = {c: escape_markdown(d) for c, d in descriptions.items() if d}
     # In the UI's order: the build's own entries (an analysis' charts first), the rows, the statement last.
     metadata: dict[str, object] = {
         key: dg.MetadataValue.path(str(value)) if isinstance(value, Path) else value
@@ -68,9 +83,21 @@ def materialization(
         "duration_s": built.duration_s,
     }
     metadata |= catalog or {}
-    if "sql" in built.metadata:
-        metadata["sql"] = sql_block(built.metadata["sql"])
+    if "sql" in built.metadata and isinstance(node, Model):
+        metadata["sql"] = sql_block(warehouse_sql(node, built.metadata.get("analysis_date")))
     return dg.MaterializeResult(asset_key=key, metadata=metadata)
+
+
+def warehouse_sql(model: Model, analysis_date: str | None) -> str:
+    """The model's query as a user can run it on the warehouse (`duckdb -readonly <warehouse>`):
+    the statement the run executed writes an internal `__build` relation and reads the run's
+    unpublished ones, which are gone after the publish."""
+    lines = [f"-- {model.table}: the query the run built it with, reading the published tables"]
+    if analysis_date and "analysis_date" in model.sql:
+        lines.append(f"set variable analysis_date = DATE '{analysis_date}';")
+    if "run_started_at" in model.sql:
+        lines.append("set variable run_started_at = now()::timestamp;  -- the run set its start time")
+    return "\n".join([*lines, model.sql.strip()])
 
 
 def check_result(checked: Checked, key: dg.AssetKey) -> dg.AssetCheckResult:

@@ -6,13 +6,13 @@ each extra step costs a process, event-log writes and a reconnect, which on smal
 the run. The engine (run/engine.py) runs the step's SQL; this module only wires it to Dagster.
 """
 
-import functools
+import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 
 import dagster as dg
 
-from ecommerce_assets.defs.events import lineage_metadata, lineage_table, to_dagster
+from ecommerce_assets.defs.events import PHASES_TAG, lineage_metadata, phases_summary, to_dagster
 from ecommerce_assets.defs.resources import DuckDBWarehouse, PipelineConfig
 from ecommerce_assets.defs.translator import Translator
 from ecommerce_assets.errors import RunFailed, SettingError
@@ -45,21 +45,20 @@ def build_warehouse(
     names = {key: name for name, key in keys.items()}
     raw_names = frozenset(r.name for r in raw_tables)
     catalog = bind(nodes, project.macros) if catalog is None else catalog
-    specs, check_specs = translator.specs(nodes, catalog)
-
-    schemas = {spec.key: spec.metadata.get("dagster/column_schema") for spec in specs}
-
-    @functools.cache
-    def catalog_metadata() -> dict[str, dict[str, object]]:
-        """Per node: the definition's column schema and the column lineage, for its materializations.
-        Computed by the first run that needs it, not when the definitions load (lineage: ~0.1 s)."""
-        lineage = lineage_metadata(model_lineage(models, catalog), keys)
-        entries = {n.name: {"dagster/column_schema": schemas[keys[n.name]]} for n in nodes if schemas[keys[n.name]]}
-        for name, columns in lineage.items():
-            entries.setdefault(name, {}).update(
-                {"dagster/column_lineage": columns, "column lineage": lineage_table(columns)}
-            )
-        return entries
+    # At load time (~0.1 s), not after a run: each column's upstream columns are in its description
+    # on the asset page before any run (the open-source UI draws no `dagster/column_lineage`).
+    found = model_lineage(models, catalog)
+    specs, check_specs = translator.specs(nodes, catalog, found)
+    lineage = lineage_metadata(found, keys)
+    # The definition's column schema (constraints, lineage) replaces the table's own on each
+    # materialization, with the column lineage for a Dagster+ deployment, which draws it.
+    catalog_metadata: dict[str, dict[str, object]] = {}
+    for node, spec in zip(nodes, specs, strict=True):
+        entries = catalog_metadata.setdefault(node.name, {})
+        if schema := spec.metadata.get("dagster/column_schema"):
+            entries["dagster/column_schema"] = schema
+        if node.name in lineage:
+            entries["dagster/column_lineage"] = lineage[node.name]
 
     @dg.multi_asset(
         name=name,
@@ -84,10 +83,14 @@ def build_warehouse(
                 mark_dead_run(context, died)
             run = Run(con, options, run_id=context.run.run_id)
             step = context.get_step_execution_context()
+            record = context.instance.get_run_record_by_id(context.run.run_id)
+            start_s = time.time() - record.start_time if record and record.start_time else None
+            events_started = None
             try:
                 work = partial(engine.execute, run, project, selection)
                 for event in pump(work, context.log, run.interrupt):
-                    result = to_dagster(event, keys[event.node.name], catalog_metadata().get(event.node.name))
+                    events_started = events_started or time.perf_counter()
+                    result = to_dagster(event, keys[event.node.name], catalog_metadata.get(event.node.name))
                     if isinstance(result, dg.AssetCheckResult):
                         # Yielded as a result, a check costs two event-log writes: its evaluation
                         # and an output nothing reads (the check outputs of a subsettable asset
@@ -95,6 +98,12 @@ def build_warehouse(
                         # result, is one write: ~70 fewer per run.
                         result = result.to_asset_check_evaluation(step)
                     yield result
+                if run.phases:
+                    # Each yield returns once Dagster has written the event: the loop's end is the events' end.
+                    events_s = time.perf_counter() - events_started if events_started else 0.0
+                    line, short = phases_summary(start_s, run.phases, events_s, options.concurrency)
+                    context.log.info(line)
+                    context.instance.add_run_tags(context.run.run_id, {PHASES_TAG: short})
             except RunFailed as e:
                 raise dg.Failure(description=str(e)) from None
             finally:

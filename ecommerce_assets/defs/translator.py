@@ -8,17 +8,21 @@ DagsterDbtTranslator: subclass it and override a method to change one aspect, th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 import dagster as dg
 
 from ecommerce_assets.defs.events import code_reference, sql_block
+from ecommerce_assets.markdown import escape_markdown
 from ecommerce_assets.project.checks import CheckDecl
 from ecommerce_assets.project.models import Model, default_owner
 from ecommerce_assets.project.sources import RawTable
 from ecommerce_assets.run.catalog import Catalog
 from ecommerce_assets.settings import DEFAULT_FRESHNESS_HOURS
+
+# Model -> column -> its upstream (node, column) pairs: `catalog.model_lineage`'s answer.
+Lineage = Mapping[str, Mapping[str, Sequence[tuple[str, str]]]]
 
 
 class Translator:
@@ -34,7 +38,7 @@ class Translator:
         return node.layer
 
     def description(self, node: RawTable | Model) -> str:
-        return node.description
+        return escape_markdown(node.description)
 
     def tags(self, model: Model) -> dict[str, str]:
         return dict.fromkeys(model.tags, "")
@@ -58,21 +62,33 @@ class Translator:
         kinds = {c.kind for c in node.checks if c.column == column and c.blocking}
         return dg.TableColumnConstraints(nullable="not_null" not in kinds, unique="unique" in kinds)
 
-    def column_schema(self, node: RawTable | Model, catalog: Catalog | None) -> dg.TableSchema | None:
-        """The columns and types DuckDB binds (`catalog.bind`), with descriptions and constraints.
-        Without a catalog: a raw table's declared columns, nothing for a model."""
+    def column_description(
+        self, node: RawTable | Model, column: str, upstream: Sequence[tuple[str, str]]
+    ) -> str | None:
+        """The column's description as written (escaped for the UI's markdown), then the columns it
+        is computed from (`lineage.column_lineage`)."""
+        text = escape_markdown(self.column_descriptions(node).get(column) or "")
+        if upstream:
+            text += ("\n\n" if text else "") + "From: " + ", ".join(f"{n}.{c}" for n, c in upstream)
+        return text or None
+
+    def column_schema(
+        self, node: RawTable | Model, catalog: Catalog | None, lineage: Lineage | None = None
+    ) -> dg.TableSchema | None:
+        """The columns and types DuckDB binds (`catalog.bind`), with descriptions, upstream columns
+        and constraints. Without a catalog: a raw table's declared columns, nothing for a model."""
         columns = catalog.columns.get(node.name) if catalog else None
         if columns is None:
             if not isinstance(node, RawTable):
                 return None
             columns = list(node.table_columns.items())
-        descriptions = self.column_descriptions(node)
+        upstream = (lineage or {}).get(node.name, {})
         return dg.TableSchema(
             columns=[
                 dg.TableColumn(
                     name=c,
                     type=t,
-                    description=descriptions.get(c) or None,
+                    description=self.column_description(node, c, upstream.get(c, ())),
                     constraints=self.column_constraints(node, c),
                 )
                 for c, t in columns
@@ -92,8 +108,14 @@ class Translator:
             metadata={"dagster/table_name": raw.table, "dagster/column_schema": self.column_schema(raw, catalog)},
         )
 
-    def model_spec(self, model: Model, keys: dict[str, dg.AssetKey], catalog: Catalog | None = None) -> dg.AssetSpec:
-        schema = self.column_schema(model, catalog)
+    def model_spec(
+        self,
+        model: Model,
+        keys: dict[str, dg.AssetKey],
+        catalog: Catalog | None = None,
+        lineage: Lineage | None = None,
+    ) -> dg.AssetSpec:
+        schema = self.column_schema(model, catalog, lineage)
         return dg.AssetSpec(
             key=keys[model.name],
             deps=[keys[d] for d in model.deps],
@@ -107,7 +129,8 @@ class Translator:
             skippable=True,
             metadata={
                 "dagster/table_name": model.table,
-                "materialized": model.materialized,
+                # Not "materialized": beside "Never materialized" that read like a status.
+                "built as": model.materialized,
                 "dagster/code_references": code_reference(model.path),
                 **({"dagster/column_schema": schema} if schema else {}),
             },
@@ -117,18 +140,21 @@ class Translator:
         return dg.AssetCheckSpec(
             check.name,
             asset=keys[model.name],
-            description=f"{check.description} [{check.severity.upper()}{', blocking' if check.blocking else ''}]",
+            # Severity first: the UI's check lists cut long descriptions short.
+            description=f"{check.severity.upper()}{' (blocking)' if check.blocking else ''}: {escape_markdown(check.description)}",
             blocking=check.blocking,
             additional_deps=[keys[t] for t in model.check_deps[check.name]],
             metadata={"severity": check.severity, "kind": check.kind, "query": sql_block(model.check_sql[check.name])},
         )
 
     def specs(
-        self, nodes: Sequence[RawTable | Model], catalog: Catalog | None = None
+        self, nodes: Sequence[RawTable | Model], catalog: Catalog | None = None, lineage: Lineage | None = None
     ) -> tuple[list[dg.AssetSpec], list[dg.AssetCheckSpec]]:
-        """Every node's asset spec and every check's spec; `catalog` gives the column schemas."""
+        """Every node's asset spec and every check's spec; `catalog` gives the column schemas,
+        `lineage` (`catalog.model_lineage`) each column's upstream columns."""
         keys = {n.name: self.asset_key(n) for n in nodes}
         assets = [
-            self.raw_spec(n, catalog) if isinstance(n, RawTable) else self.model_spec(n, keys, catalog) for n in nodes
+            self.raw_spec(n, catalog) if isinstance(n, RawTable) else self.model_spec(n, keys, catalog, lineage)
+            for n in nodes
         ]
         return assets, [self.check_spec(n, c, keys) for n in nodes for c in n.checks]

@@ -88,6 +88,8 @@ class Run:
         self._date_known = False
         # Per node: its code and its upstream's (engine.fingerprints), recorded when published.
         self.versions: dict[str, str] = {}
+        # Where the run's time went, seconds by phase (engine.run_phases), for the run's summary.
+        self.phases: dict[str, float] = {}
         # The delete+insert models' tables: the key sets reach back to the oldest of their builds.
         self.maintained: tuple[str, ...] = ()
         self.schemas: dict[str, str] = {}  # node name -> its schema

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from ecommerce_assets.defs.resources import DuckDBWarehouse
-from ecommerce_assets.markdown import markdown_table
+from ecommerce_assets.markdown import escape_markdown, markdown_table
 from ecommerce_assets.ml.churn.features import (
     FEATURE_MODEL,
     LABEL_DAYS,
@@ -41,6 +41,32 @@ GROUP = "churn"
 OWNER = "team:analytics"
 TRAINING_ASSETS = ("churn_training_data", "churn_model", "churn_model_evaluation")
 FEATURE_DEPS = [dg.AssetKey(n) for n in ("stg_customers", "stg_orders", "stg_order_items", FEATURE_MODEL)]
+
+
+# What would change a "not built": said on the asset's page, not only in the run's log.
+MORE_HISTORY = (
+    "data with more customers and history: the training cutoffs need enough customers whose 90-day label "
+    "window is complete, e.g. the churn demo of docs/ui.md (generated customers, then a build)"
+)
+TRAIN_FIRST = "a churn model: churn_training_job trains one when the data allows it (see churn_model's page)"
+# A run tag, so the run list and the run's page say that a green run left assets unbuilt.
+NOT_BUILT_TAG = "ecommerce/not_built"
+
+
+def not_built(context: dg.AssetExecutionContext, assets: Sequence[str], reason: str, remedy: str):
+    """An asset the run could not build, where the UI shows it: an observation on each asset's page
+    (Dagster's open-source storage keeps no asset failure events) and a run tag; and the log line.
+    The step still succeeds: the rest of the graph is unaffected."""
+    context.log.warning(f"{reason}; not built: {', '.join(assets)} (the rest of the graph is unaffected)")
+    for name in assets:
+        yield dg.AssetObservation(
+            asset_key=name,
+            description=f"Not built by this run: {reason}.",
+            metadata={"state": "not built", "reason": reason, "what would change it": remedy},
+        )
+    tags = context.instance.get_run_by_id(context.run.run_id).tags
+    unbuilt = sorted({*filter(None, tags.get(NOT_BUILT_TAG, "").split(", ")), *assets})
+    context.instance.add_run_tags(context.run.run_id, {NOT_BUILT_TAG: ", ".join(unbuilt)})
 
 
 class ChurnTrainingConfig(dg.Config):
@@ -112,15 +138,19 @@ def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) 
         kinds={"python", "scikitlearn"},
         code_version=version,
         output_required=False,
-        description="The churn model (gradient-boosted trees, scikit-learn) fit on the training cutoffs, saved "
-        "with its code version and cutoff dates under <output_dir>/models/. Skips when the data is too small.",
+        description=escape_markdown(
+            # The catalog shows a description's first words: the condition comes first.
+            "Not built while the data is too small to train on (its page's Metadata says why). The churn model "
+            "(gradient-boosted trees, scikit-learn) fit on the training cutoffs, saved with its code version and "
+            "cutoff dates under <output_dir>/models/."
+        ),
     )
     def churn_model(context: dg.AssetExecutionContext, duckdb: DuckDBWarehouse):
         with duckdb.get_connection() as con:
             features = training_features(con)
             bundle = train(con, features) if features else "not enough data to train a churn model: no cutoff"
         if isinstance(bundle, str):
-            context.log.warning(f"{bundle}; skipping churn_model (the rest of the graph is unaffected)")
+            yield from not_built(context, ["churn_model", "churn_model_evaluation"], bundle, MORE_HISTORY)
             return
         bundle["code_version"] = version
         path, model_version = save_model(output_dir, bundle)
@@ -146,8 +176,9 @@ def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) 
         kinds={"duckdb", "python"},
         code_version=version,
         metadata={"dagster/table_name": EVALUATION_TABLE},
-        description="The model against the seed's rule (churn_risk as a score) on the holdout cutoff, the latest "
-        "cutoff with a complete label window: ROC AUC, PR AUC, Brier, top-decile lift, ROC/lift and calibration charts.",
+        description="Not built while churn_model is not (its page's Metadata says why). The model against the "
+        "seed's rule (churn_risk as a score) on the holdout cutoff, the latest cutoff with a complete label window: "
+        "ROC AUC, PR AUC, Brier, top-decile lift, ROC/lift and calibration charts.",
     )
     def churn_model_evaluation(context: dg.AssetExecutionContext, duckdb: DuckDBWarehouse):
         bundle = load_model(output_dir)
@@ -187,14 +218,16 @@ def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) 
         code_version=version,
         output_required=False,
         metadata={"dagster/table_name": SCORES_TABLE},
-        description="Each customer's churn probability at the run's analysis date from the latest churn model "
-        "(<output_dir>/models/churn_model.joblib), with its model version. Runs with the daily graph; "
-        "skips until a model has been trained.",
+        description=escape_markdown(
+            "Not built until a churn model has been trained (its page's Metadata says so). Each customer's churn "
+            "probability at the run's analysis date from the latest churn model "
+            "(<output_dir>/models/churn_model.joblib), with its model version. Runs with the daily graph."
+        ),
     )
     def churn_scores(context: dg.AssetExecutionContext, duckdb: DuckDBWarehouse):
         bundle = load_model(output_dir)
         if bundle is None:
-            context.log.warning("no churn model yet (run churn_training_job); skipping churn_scores")
+            yield from not_built(context, ["churn_scores"], "no churn model yet", TRAIN_FIRST)
             return
         with duckdb.get_connection() as con:
             rows = score(con, bundle)
@@ -213,7 +246,7 @@ def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) 
 
     @dg.asset_check(
         asset=churn_model_evaluation,
-        description="The model beats the seed's rule on the holdout (ROC AUC); WARN when it does not.",
+        description="WARN: the model beats the seed's rule on the holdout (ROC AUC).",
     )
     def model_beats_rule(duckdb: DuckDBWarehouse) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
@@ -228,7 +261,7 @@ def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) 
 
     @dg.asset_check(
         asset=churn_scores,
-        description="Every customer with features has a churn probability between 0 and 1.",
+        description="ERROR: every customer with features has a churn probability between 0 and 1.",
     )
     def scores_are_probabilities(duckdb: DuckDBWarehouse) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
@@ -243,7 +276,7 @@ def build_churn(output_dir: str, models: Sequence[Model], freshness_hours: int) 
 
     @dg.asset_check(
         asset=churn_training_data,
-        description="No row has a label whose window is not complete within the data.",
+        description="ERROR: no row has a label whose window is not complete within the data.",
     )
     def no_label_for_incomplete_window(duckdb: DuckDBWarehouse) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:

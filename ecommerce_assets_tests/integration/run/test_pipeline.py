@@ -93,17 +93,22 @@ def test_every_value_equals_the_seed_reference(built, reference: Path):
 
 
 def test_models_show_schema_rows_sql_and_preview_in_the_ui(built):
-    _, result = built
+    wh, result = built
     metadata_of = {
         e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()
     }
     metadata = metadata_of["fct_customer_metrics"]
     assert metadata["dagster/row_count"].value == 5
     columns = {c.name: c for c in metadata["dagster/column_schema"].schema.columns}
-    assert columns["predicted_clv_12m"].description == "Predicted customer lifetime value for next 12 months"
+    assert columns["predicted_clv_12m"].description.startswith("Predicted customer lifetime value for next 12 months")
+    assert columns["email"].description.endswith("From: stg_customers.email")
     assert columns["customer_id"].type == "BIGINT"
     assert not columns["customer_id"].constraints.nullable and columns["customer_id"].constraints.unique
-    assert "create or replace table marts.fct_customer_metrics" in metadata["sql"].value
+    # The SQL shown runs as it is on the warehouse: no internal `__build` relation, the run's variables set.
+    sql = metadata["sql"].value.removeprefix("```sql\n").removesuffix("\n```")
+    assert "__build" not in sql
+    # All but updated_at, the run's start time, which the SQL shown sets to now().
+    assert sorted(r[:-1] for r in wh.query(sql)) == sorted(r[:-1] for r in wh.query("from marts.fct_customer_metrics"))
     assert "| customer_id |" in metadata["preview"].value
     assert metadata_of["int_customer_rfm"]["analysis_date"].value == "2023-07-20"
 

@@ -228,3 +228,16 @@ def test_pass_through_columns_inherit_their_upstream_description():
     assert dim["email"] == "Cleaned email; NULL when invalid"  # declared on fct_customer_metrics only
     assert dim["customer_id"] == "Primary key"  # its own declaration wins
     assert models["ml_customer_features"].columns["monetary_value"] == "Total revenue from customer"
+
+
+def test_text_in_the_ui_says_what_it_is():
+    """Descriptions as written (the UI renders them as markdown), the column's upstream columns in
+    its description before any run, the check's severity first, no status-like metadata name."""
+    spec = next(s for s in defs.resolve_all_asset_specs() if s.key == dg.AssetKey("stg_rejected_rows"))
+    reason = next(c for c in spec.metadata["dagster/column_schema"].columns if c.name == "reason").description
+    assert r"null\_\<reference\>\_id" in reason and "raw_orders.customer_id" in reason.partition("From: ")[2]
+    graph = defs.resolve_asset_graph()
+    check = graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey("fct_customer_metrics"), "unique_customer_id"))
+    assert check.description.startswith("ERROR (blocking): ")
+    metrics = next(s for s in defs.resolve_all_asset_specs() if s.key == dg.AssetKey("fct_customer_metrics"))
+    assert metrics.metadata["built as"] == "table" and "materialized" not in metrics.metadata

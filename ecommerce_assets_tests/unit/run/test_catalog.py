@@ -41,7 +41,7 @@ def test_every_definition_carries_the_schema_of_the_table_a_run_builds(built):
 def test_model_columns_have_descriptions_and_the_constraints_their_checks_guard():
     columns = {c.name: c for c in schema("fct_customer_metrics").columns}
     assert columns["customer_id"].type == "BIGINT"
-    assert columns["customer_id"].description == "Primary key"
+    assert columns["customer_id"].description == "Primary key\n\nFrom: stg_customers.customer_id"
     assert columns["customer_id"].constraints == dg.TableColumnConstraints(nullable=False, unique=True)
     assert columns["monetary_value"].constraints == dg.TableColumnConstraints(nullable=False, unique=False)
     assert columns["email"].constraints == dg.TableColumnConstraints(nullable=True, unique=False)
@@ -52,7 +52,7 @@ def test_model_columns_have_descriptions_and_the_constraints_their_checks_guard(
     assert staging["email"].constraints == dg.TableColumnConstraints(nullable=True, unique=False)
     # Inherited from fct_customer_metrics' header.
     inherited = {c.name: c for c in schema("dim_customer_segments").columns}
-    assert inherited["email"].description == "Cleaned email; NULL when invalid"
+    assert inherited["email"].description == "Cleaned email; NULL when invalid\n\nFrom: fct_customer_metrics.email"
 
 
 def test_raw_columns_are_described_and_loaders_have_a_code_version():
