@@ -188,15 +188,18 @@ def execute(
             )
         elif node.table not in existing:
             continue  # nothing to check: never built
+        runnable = []
         for check in selected_checks:
             if any(
                 d in held_back or (d not in selection.assets and _table(project, d) not in existing)
                 for d in node.check_deps[check.name]
             ):
                 log.warning(f"{node.name}: check {check.name} not run, a table it reads is not built")
-                continue
-            event = run_check(run, node, check, transpiled, from_scratch=node.name in selection.assets)
+            else:
+                runnable.append(check)
+        for event in run_checks(run, node, runnable, transpiled, from_scratch=node.name in selection.assets):
             checked.append(event)
+            check = event.check
             if check.blocking and not (event.outcome and event.outcome.passed):
                 log.error(f"{node.name}: blocking check {check.name} failed; downstream models are skipped")
                 held_back.add(node.name)
@@ -322,18 +325,38 @@ def stats(run: SparkRun, table: str, layer: str) -> TableStats:
     return TableStats(frame.count(), list(frame.dtypes), frame.columns, [tuple(r) for r in preview])
 
 
-def run_check(run: SparkRun, node, check, transpiled: Transpiled, from_scratch: bool) -> Checked:
-    sql = run.retarget(transpiled.checks[(node.name, check.name)])
-    if check.kind == "equals_full_rebuild" and from_scratch:
-        # Every model is built from scratch on Spark: the check's rebuild is this very statement.
-        return Checked(node, check, CheckOutcome(0, [], [], sql, note=BUILT_IN_FULL))
+def run_checks(run: SparkRun, node, checks: list, transpiled: Transpiled, from_scratch: bool) -> list[Checked]:
+    """One statement counts the failing rows of all of the node's checks (Spark runs its scalar
+    subqueries side by side: one round trip instead of one per check), then a sample of each that
+    fails. A statement that fails is retried check by check, so each reports its own error."""
+    results, counted = [], []
+    for check in checks:
+        sql = run.retarget(transpiled.checks[(node.name, check.name)])
+        if check.kind == "equals_full_rebuild" and from_scratch:
+            # Every model is built from scratch on Spark: the check's rebuild is this very statement.
+            results.append(Checked(node, check, CheckOutcome(0, [], [], sql, note=BUILT_IN_FULL)))
+        else:
+            counted.append((check, sql))
+    if not counted:
+        return results
+    errors = spark_errors()
     try:
-        failing = run.sql(f"select count(*) from (\n{sql}\n)").collect()[0][0]
-        sample = run.sql(f"select * from (\n{sql}\n) limit {SAMPLE_ROWS}") if failing else None
-        rows = [tuple(r) for r in sample.collect()] if sample is not None else []
-        return Checked(node, check, CheckOutcome(failing, sample.columns if sample is not None else [], rows, sql))
-    except spark_errors() as e:
-        return Checked(node, check, None, f"check {check.name}: {node.path}: {_first_line(e)}")
+        counts = run.sql(
+            "select " + ", ".join(f"(select count(*) from (\n{sql}\n)) as c{i}" for i, (_, sql) in enumerate(counted))
+        ).collect()[0]
+    except errors:
+        counts = [None] * len(counted)
+    for (check, sql), failing in zip(counted, counts, strict=True):
+        try:
+            if failing is None:
+                failing = run.sql(f"select count(*) from (\n{sql}\n)").collect()[0][0]
+            sample = run.sql(f"select * from (\n{sql}\n) limit {SAMPLE_ROWS}") if failing else None
+            rows = [tuple(r) for r in sample.collect()] if sample is not None else []
+            columns = sample.columns if sample is not None else []
+            results.append(Checked(node, check, CheckOutcome(failing, columns, rows, sql)))
+        except errors as e:
+            results.append(Checked(node, check, None, f"check {check.name}: {node.path}: {_first_line(e)}"))
+    return results
 
 
 def publish(run: SparkRun, project: Project, built: list[Built], blocked: set[str], checked: list[Checked]) -> set[str]:
@@ -383,3 +406,24 @@ def _kind(run: SparkRun, table: str) -> str | None:
             detail = run.sql(f"describe table extended {table}").collect()
             return "view" if any(r[0] == "Type" and r[1] == "VIEW" for r in detail) else "table"
     return None
+
+
+class _PrintLog:
+    def info(self, message: str) -> None:
+        print(message)
+
+    warning = error = info
+
+
+def run_project(
+    spark, nodes: Sequence, macros: Sequence[str], options: RunOptions, selection: Selection | None = None, log=None
+) -> list[Built | Checked]:
+    """One run of `nodes` on `spark` without Dagster (the tests' and the benchmark's): bound and
+    transpiled as the definitions do, then executed."""
+    from ecommerce_assets.run.catalog import bind
+    from ecommerce_assets.run.spark.transpile import transpile_project
+
+    transpiled = transpile_project(nodes, bind(nodes, macros).columns)
+    run = SparkRun(spark, options)
+    selection = selection or Selection.everything(nodes)
+    return list(execute(run, Project(nodes, macros), transpiled, selection, log or _PrintLog(), threading.Event()))
