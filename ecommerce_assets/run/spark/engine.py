@@ -157,7 +157,8 @@ def execute(
     prepare(run, project)
     errors = spark_errors()
     existing = set(published_versions(run, sorted({n.layer for n in project.nodes}))[0])
-    held_back: set[str] = set()
+    held_back: set[str] = set()  # not built, or failed a blocking check: downstream must wait
+    not_built: set[str] = set()  # its checks and the checks that read it are not run
     blocked: set[str] = set()
     built: list[Built] = []
     checked: list[Checked] = []
@@ -172,6 +173,7 @@ def execute(
             if waiting_on:
                 log.warning(f"{node.name}: skipped, upstream {waiting_on} failed or failed a blocking check")
                 held_back.add(node.name)
+                not_built.add(node.name)
                 continue
             try:
                 result = build(run, node, transpiled)
@@ -181,6 +183,7 @@ def execute(
                 log.error(f"{node.name}: {where}{message}")
                 failures.append(f"{node.name}: {where}{message}")
                 held_back.add(node.name)
+                not_built.add(node.name)
                 continue
             built.append(result)
             log.info(
@@ -191,7 +194,7 @@ def execute(
         runnable = []
         for check in selected_checks:
             if any(
-                d in held_back or (d not in selection.assets and _table(project, d) not in existing)
+                d in not_built or (d not in selection.assets and _table(project, d) not in existing)
                 for d in node.check_deps[check.name]
             ):
                 log.warning(f"{node.name}: check {check.name} not run, a table it reads is not built")
@@ -363,7 +366,10 @@ def publish(run: SparkRun, project: Project, built: list[Built], blocked: set[st
     """Points each publishable name at this run's version, then appends to the logs; returns the
     node names published. A failed blocking check holds its table and everything built from it."""
     deps = {n.name: n.deps for n in project.nodes}
-    names = publishable([b.node.name for b in built], blocked, deps, set())
+    # The same rule as on DuckDB, where a staging model is a view of its upstream tables: what a held
+    # view reads is held too, so both engines publish the same tables after the same failures.
+    views = {n.name for n in project.nodes if n.materialized == "view"}
+    names = publishable([b.node.name for b in built], blocked, deps, views)
     held = sorted({b.node.name for b in built} - names)
     if held:
         run.log.warning(f"built but not published (a blocking check failed on them or upstream): {held}")

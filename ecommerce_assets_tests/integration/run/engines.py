@@ -6,6 +6,8 @@ import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 
+import dagster as dg
+
 from ecommerce_assets.definitions import load_project
 from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.run.context import RunOptions
@@ -32,18 +34,22 @@ def normalized(rows, columns) -> list[tuple]:
     return sorted((tuple(_normal(r[i]) for i in keep) for r in rows), key=repr)
 
 
-def duckdb_build(tmp_path: Path, data_dir: Path, sql_dir: Path | None = None):
+def duckdb_build(tmp_path: Path, data_dir: Path, sql_dir: Path | None = None, names: set[str] | None = None):
     wh = make_warehouse(tmp_path / "duckdb", data_dir, **({"sql_dir": sql_dir} if sql_dir else {}))
-    result = wh.run()
+    result = wh.run(selection=[dg.AssetKey(n) for n in sorted(names)] if names else None)
     outcomes = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
     return wh, outcomes
 
 
-def spark_build(spark, tmp_path: Path, data_dir: Path, sql_dir: Path | None = None):
+def spark_build(spark, tmp_path: Path, data_dir: Path, sql_dir: Path | None = None, names: set[str] | None = None):
+    """A run of every node (or of `names`, with their checks), as `duckdb_build`'s."""
     models, macros = load_project(*([sql_dir] if sql_dir else []))
     nodes = [*RAW_TABLES, *models]
     options = RunOptions(data_dir=data_dir, output_dir=tmp_path / "spark-output")
-    events = run_project(spark, nodes, macros, options, Selection.everything(nodes))
+    selection = Selection.everything(nodes)
+    if names:
+        selection = Selection(frozenset(names), frozenset(c for c in selection.checks if c[0] in names))
+    events = run_project(spark, nodes, macros, options, selection)
     outcomes = {
         (e.node.name, e.check.name): bool(e.outcome and e.outcome.passed) for e in events if isinstance(e, Checked)
     }

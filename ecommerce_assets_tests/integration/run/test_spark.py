@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from ecommerce_assets.generate import generate
+from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.run.spark.session import local_conf
 from ecommerce_assets_tests.conftest import DATA, ROOT
 from ecommerce_assets_tests.integration.run.engines import assert_same_tables, duckdb_build, spark_build
@@ -52,27 +53,31 @@ def test_generated_data_with_rejects_gives_the_same_rejects_and_tables(spark, tm
     assert_same_tables(spark, wh, nodes)
 
 
+# The product chain, from the raw files up: what a failed check on stg_products holds back.
+PRODUCT_CHAIN = {
+    *(r.name for r in RAW_TABLES),
+    "stg_rejected_rows",
+    "stg_products",
+    "stg_orders",
+    "stg_order_items",
+    "int_customer_product_sales",
+    "int_product_metrics",
+    "fct_product_performance",
+    "top_products_by_tier",
+}
+
+
 def test_a_failing_blocking_check_holds_back_the_same_tables(spark, tmp_path):
-    # stg_products' product_id made unique no more: its blocking `unique` check fails on both engines.
+    # Product 102 made a second 101 in stg_products: its blocking `unique` check fails on both engines.
     sql_dir = tmp_path / "sql"
     shutil.copytree(ROOT / "sql", sql_dir)
     model = sql_dir / "staging" / "stg_products.sql"
-    model.write_text(
-        model.read_text().replace(
-            "    product_id,\n", "    case when product_id = 2 then 1 else product_id end as product_id,\n", 1
-        )
-    )
-    wh, duckdb_outcomes = duckdb_build(tmp_path, DATA, sql_dir)
-    nodes, spark_outcomes, published = spark_build(spark, tmp_path, DATA, sql_dir)
+    duplicate = "    case when product_id = 102 then 101 else product_id end as product_id,\n"
+    model.write_text(model.read_text().replace("    product_id,\n", duplicate, 1))
+    wh, duckdb_outcomes = duckdb_build(tmp_path, DATA, sql_dir, PRODUCT_CHAIN)
+    nodes, spark_outcomes, published = spark_build(spark, tmp_path, DATA, sql_dir, PRODUCT_CHAIN)
     assert duckdb_outcomes[("stg_products", "unique_product_id")] is False
     assert spark_outcomes == duckdb_outcomes
-    with_duckdb = {
-        n.name
-        for n in nodes
-        if wh.query(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-            list(n.table.split(".")),
-        )[0][0]
-    }
-    assert published == with_duckdb
-    assert "stg_products" not in published and "fct_product_performance" not in published
+    in_duckdb = {t for (t,) in wh.query("select table_name from information_schema.tables")}
+    assert published == in_duckdb & PRODUCT_CHAIN
+    assert published.isdisjoint({"stg_products", "int_product_metrics", "fct_product_performance"})
