@@ -94,6 +94,32 @@ def transpile_project(nodes: Sequence[Node], columns: Mapping[str, Sequence[tupl
     return Transpiled(models, checks, to_spark(DEFAULT_ANALYSIS_DATE_SQL, "the run's default analysis date"))
 
 
+def compile_spark(
+    nodes: Sequence[Node], selected: set[str], checks: set[tuple[str, str]], transpiled: Transpiled
+) -> str:
+    """What a Spark run of `selected` (and the `checks` pairs) executes, in its order: `compile`
+    under ECOMMERCE_ENGINE=spark. `<run>` stands for the run's version suffix (run/spark/engine.py)."""
+    parts = []
+    for node in nodes:
+        if node.name in selected:
+            target = f"{node.table}__r<run>"
+            if isinstance(node, Model):
+                parts.append(
+                    f"-- {node.name} ({node.path})\ncreate table {target} using parquet as\n{transpiled.models[node.name]};"
+                )
+            else:
+                parts.append(f"-- {node.name}: its files into {target} (the declared columns, cast; then _loaded_at)")
+        for check in node.checks:
+            if (node.name, check.name) in checks:
+                sql = transpiled.checks[(node.name, check.name)]
+                parts.append(f"-- {node.name} check {check.name} ({node.path})\n{sql};")
+    parts.append(
+        "-- then, for each table whose blocking checks (and its upstream's) passed:\n"
+        "-- create or replace view <schema>.<name> as select * from <schema>.<name>__r<run>;"
+    )
+    return "\n\n".join(parts) + "\n"
+
+
 def variable_statements(values: Mapping[str, object]) -> list[str]:
     """Spark statements that set the run's variables (declared first: a session starts without them)."""
     statements = []
