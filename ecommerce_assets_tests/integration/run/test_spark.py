@@ -35,6 +35,15 @@ def spark(tmp_path_factory):
         session.stop()
 
 
+@pytest.fixture(autouse=True)
+def empty_warehouse(spark):
+    """Each test starts from an empty Spark warehouse, as each DuckDB build starts from a new file (the
+    sudden-drop checks compare with the last publish)."""
+    for (schema,) in spark.sql("show databases").collect():
+        if schema != "default":
+            spark.sql(f"drop database {schema} cascade")
+
+
 def test_the_bundled_data_gives_the_same_tables_and_check_outcomes(spark, tmp_path):
     wh, duckdb_outcomes = duckdb_build(tmp_path, DATA)
     nodes, spark_outcomes, published = spark_build(spark, tmp_path, DATA)
