@@ -72,6 +72,8 @@ class SparkRun:
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
     analysis_date: dt.date | None = None
     physical: dict[str, str] = field(default_factory=dict)  # published table -> this run's version
+    # (node name, staged folder, final path) of each export, renamed into place when the node is published.
+    exports: list[tuple[str, Path, Path]] = field(default_factory=list)
 
     def __post_init__(self):
         self.analysis_date = self.options.analysis_date
@@ -318,7 +320,7 @@ def export(run: SparkRun, model: Model, table: str) -> dict:
         writer.parquet(str(staged))
     else:
         writer.csv(str(staged), header=True)
-    run.exports = [*getattr(run, "exports", []), (model.name, staged, path)]
+    run.exports.append((model.name, staged, path))
     return {"export_path": str(path), "export_rows": rows.count()}
 
 
@@ -395,7 +397,7 @@ def publish(run: SparkRun, project: Project, built: list[Built], blocked: set[st
     ]
     if checks:
         run.sql(f"insert into {CHECK_LOG} values {', '.join(checks)}")
-    for name, staged, final in getattr(run, "exports", []):
+    for name, staged, final in run.exports:
         if name in names:
             shutil.rmtree(final, ignore_errors=True) if Path(final).is_dir() else Path(final).unlink(missing_ok=True)
             os.replace(staged, final)
