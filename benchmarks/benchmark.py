@@ -2,6 +2,11 @@
 
     python -m benchmarks.benchmark --customers 1000000 --repeat 3 [--workdir DIR] [--format csv|parquet] [--keep]
         [--seed-scope | --select SELECTION] [--dbt PATH | --no-dbt] [--dbt-project DIR]
+    python -m benchmarks.benchmark --customers 100000 --engine spark [--repeat N]
+
+`--engine spark` runs the daily job (`dagster job execute ... -j warehouse_job`) on DuckDB and with
+ECOMMERCE_ENGINE=spark (local mode on every core, a 2 GB driver), side by side: wall and CPU time
+and peak memory (report-engines.json). Without it:
 
 Generates the data once (raw_*.csv or .parquet files in <workdir>/data; a marker file there skips
 that next time), then each repeat runs, in alternating order, these subprocesses, each on a fresh
@@ -245,6 +250,63 @@ def run_dagster(workdir: Path, data_dir: Path, repeat: int, assets: list[str] | 
     result |= dagster_events(workdir / "dagster_home", result["started_at"], result["ended_at"], assets)
     fresh_db(db)
     return result
+
+
+def run_spark(workdir: Path, data_dir: Path, repeat: int, assets: list[str] | None) -> dict:
+    """The same job as `run_dagster` with ECOMMERCE_ENGINE=spark: Spark in local mode on every core,
+    its driver given DuckDB's memory limit (2 GB), a fresh warehouse folder each time."""
+    warehouse = workdir / "spark-warehouse"
+    shutil.rmtree(warehouse, ignore_errors=True)
+    env = env_for(workdir, workdir / "unused.duckdb", data_dir) | {
+        "ECOMMERCE_ENGINE": "spark",
+        "ECOMMERCE_SPARK_MASTER": f"local[{os.cpu_count()}]",
+        "ECOMMERCE_WAREHOUSE_PATH": str(warehouse),
+        "ECOMMERCE_OUTPUT_DIR": str(workdir / "spark-output"),
+        "PYSPARK_SUBMIT_ARGS": "--driver-memory 2g pyspark-shell",
+    }
+    dagster = str(Path(sys.executable).parent / "dagster")
+    cmd = [dagster, "job", "execute", "-m", "ecommerce_assets.definitions", "-j", "warehouse_job"]
+    result = measure(cmd, env, workdir, workdir / f"spark-{repeat}.log")
+    shutil.rmtree(warehouse, ignore_errors=True)
+    return result
+
+
+def engines(args, workdir: Path, data_dir: Path, rows: dict) -> None:
+    """`--engine spark`: the daily job on DuckDB and on Spark, side by side (wall, CPU, peak memory)."""
+    runs: dict[str, list[dict]] = {"duckdb": [], "spark": []}
+    for i in range(args.repeat):
+        for kind in ("duckdb", "spark") if i % 2 == 0 else ("spark", "duckdb"):
+            print(f"repeat {i + 1}/{args.repeat} {kind} ...", end=" ", flush=True)
+            r = (run_dagster if kind == "duckdb" else run_spark)(workdir, data_dir, i, None)
+            runs[kind].append({k: v for k, v in r.items() if k in ENGINE_FIELDS})
+            print(f"{r['wall_s']:.1f} s, peak {r['peak_tree_rss'] / 2**20:,.0f} MB", flush=True)
+    med = statistics.median
+    summary = {
+        "customers": args.customers,
+        "raw_rows": rows,
+        "cores": os.cpu_count(),
+        "runs": runs,
+        "median": {k: {f: med([r[f] for r in v]) for f in ENGINE_FIELDS} for k, v in runs.items()},
+    }
+    lines = [
+        f"{args.customers:,} customers ({', '.join(f'{k}={v:,}' for k, v in rows.items())}), {os.cpu_count()} cores"
+    ]
+    lines.append(
+        f"{'engine':8} {'wall s':>8} {'cpu s':>8} {'peak tree MB':>13} {'largest process MB':>19} {'others cores':>13}"
+    )
+    for kind, m in summary["median"].items():
+        lines.append(
+            f"{kind:8} {m['wall_s']:8.1f} {m['cpu_s']:8.1f} {m['peak_tree_rss'] / 2**20:13,.0f}"
+            f" {m['max_single_rss'] / 2**20:19,.0f} {m['others_cores']:13.2f}"
+        )
+    ratio = summary["median"]["spark"]["wall_s"] / summary["median"]["duckdb"]["wall_s"]
+    lines.append(f"spark / duckdb wall: {ratio:.2f}x")
+    print("\n" + "\n".join(lines))
+    (workdir / "report-engines.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"\nreport: {workdir / 'report-engines.json'}")
+
+
+ENGINE_FIELDS = ("wall_s", "cpu_s", "peak_tree_rss", "max_single_rss", "others_cores")
 
 
 def dagster_events(home: Path, started_at: float, ended_at: float, assets: list[str] | None) -> dict:
@@ -923,6 +985,12 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--dbt-project", default=str(DBT_PROJECT), help=f"the dbt project they build (default: {DBT_PROJECT})"
     )
+    parser.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="spark: the daily job on DuckDB and on Spark (local mode) side by side, instead of the contenders",
+    )
     parser.add_argument("--floor", help=argparse.SUPPRESS)  # internal: the floor subprocess
     parser.add_argument("--seed-sql", help=argparse.SUPPRESS)  # internal: the seed's SQL subprocess
     args = parser.parse_args(argv)
@@ -948,6 +1016,8 @@ def main(argv=None) -> None:
         (h / "dagster.yaml").touch()
     # No churn model from an earlier --keep run: churn_scores skips in every run (the weekly job trains it).
     shutil.rmtree(workdir / "output", ignore_errors=True)
+    if args.engine == "spark":
+        return engines(args, workdir, data_dir, rows)
 
     runners = {"dagster": run_dagster, "floor": run_floor}
     if args.format == "csv" and not args.select:  # the seed's SQL reads CSV files only, and builds its own scope

@@ -10,7 +10,7 @@ import dagster as dg
 from ecommerce_assets.analyses import charts as analyses
 from ecommerce_assets.defs import alerts
 from ecommerce_assets.defs.factory import build_warehouse
-from ecommerce_assets.defs.resources import DuckDBWarehouse
+from ecommerce_assets.defs.resources import DuckDBWarehouse, SparkWarehouse
 from ecommerce_assets.defs.schedules import (
     checks_job,
     churn_training_job,
@@ -33,6 +33,19 @@ def load_project(sql_dir: Path = SQL_DIR) -> tuple[list[Model], list[str]]:
 def build_definitions(settings: Settings | None = None, sql_dir: Path = SQL_DIR) -> dg.Definitions:
     settings = settings or Settings.from_env()
     models, macros = load_project(sql_dir)
+    if settings.engine == "spark":
+        # The SQL models and their checks only: the charts and the churn model read DuckDB (README,
+        # 'Beyond one machine').
+        warehouse, whole_graph = build_warehouse(models, settings, macros=macros), warehouse_job(())
+        return dg.Definitions(
+            assets=[warehouse],
+            jobs=[whole_graph, checks_job],
+            schedules=[daily_schedule(settings, whole_graph)],
+            sensors=alerts.SENSORS,
+            resources={"spark": SparkWarehouse.from_settings(settings)},
+            # One process runs a whole run: one Spark session per process, one metastore user at a time.
+            executor=dg.in_process_executor,
+        )
     warehouse = build_warehouse(models, settings, after_build=analyses.after_build(models), macros=macros)
     whole_graph = warehouse_job(churn.TRAINING_ASSETS)
     churn_defs = churn.build_churn(settings.output_dir, models, settings.freshness_hours)

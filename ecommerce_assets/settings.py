@@ -16,9 +16,27 @@ from ecommerce_assets.errors import SettingError
 from ecommerce_assets.paths import PROJECT_DIR, default_data_dir
 
 TARGETS = {
-    "dev": {"duckdb_path": "warehouse/dev.duckdb", "memory_limit": "2GB", "threads": 2, "concurrency": 2},
-    "prod": {"duckdb_path": "warehouse/prod.duckdb", "memory_limit": "75%", "threads": 0, "concurrency": 4},
+    "dev": {
+        "duckdb_path": "warehouse/dev.duckdb",
+        "memory_limit": "2GB",
+        "threads": 2,
+        "concurrency": 2,
+        "warehouse_path": "warehouse/spark-dev",
+    },
+    "prod": {
+        "duckdb_path": "warehouse/prod.duckdb",
+        "memory_limit": "75%",
+        "threads": 0,
+        "concurrency": 4,
+        "warehouse_path": "warehouse/spark-prod",
+    },
 }
+
+# ECOMMERCE_ENGINE: where the models run. The same SQL files on both (DuckDB SQL, transpiled for Spark).
+ENGINES = ("duckdb", "spark")
+# Spark's own master URLs: local mode, a standalone cluster, YARN, Kubernetes.
+_SPARK_MASTER = re.compile(r"local(\[(\*|\d+)(,\s*\d+)?\])?|(spark|k8s|mesos)://\S+|yarn")
+_SPARK_REMOTE = re.compile(r"sc://[^/\s:]+(:\d+)?(/\S*)?")
 
 # The daily schedule's day plus a 2-hour margin for a slow or retried run.
 DEFAULT_FRESHNESS_HOURS = 26
@@ -49,6 +67,13 @@ class Settings:
     # The daily schedule's state until someone switches it in the UI: stopped in dev, so a laptop
     # never rebuilds on its own; a deployment sets ECOMMERCE_SCHEDULE_DEFAULT_STATUS=running.
     schedule_default_status: str = "stopped"
+    # The engine the models run on, and for Spark: how to reach it (a Spark Connect URL, else a
+    # master URL, local[*] by default) and where its tables' files live (a folder, or a cluster
+    # file system or object store URL).
+    engine: str = "duckdb"
+    spark_remote: str = ""
+    spark_master: str = ""
+    warehouse_path: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -75,6 +100,8 @@ class Settings:
             schedule_default_status=_choice(
                 env, "ECOMMERCE_SCHEDULE_DEFAULT_STATUS", "stopped", ("running", "stopped")
             ),
+            engine=_choice(env, "ECOMMERCE_ENGINE", "duckdb", ENGINES),
+            **_spark(env, defaults["warehouse_path"]),
         )
 
 
@@ -91,6 +118,33 @@ def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, ..
     if value not in allowed:
         raise SettingError(f"{name}={value!r}: use one of {', '.join(allowed)}")
     return value
+
+
+def _spark(env: dict[str, str], default_warehouse: str) -> dict[str, str]:
+    """The Spark settings, checked whichever engine is chosen: a typo shows before the switch."""
+    remote, master = env.get("ECOMMERCE_SPARK_REMOTE", ""), env.get("ECOMMERCE_SPARK_MASTER", "")
+    if remote and not _SPARK_REMOTE.fullmatch(remote):
+        raise SettingError(f"ECOMMERCE_SPARK_REMOTE={remote!r}: use a Spark Connect URL such as sc://host:15002")
+    if master and not _SPARK_MASTER.fullmatch(master):
+        raise SettingError(
+            f"ECOMMERCE_SPARK_MASTER={master!r}: use a Spark master URL such as local[*], local[2] or spark://host:7077"
+        )
+    if remote and master:
+        raise SettingError(
+            f"ECOMMERCE_SPARK_MASTER={master!r}: set it or ECOMMERCE_SPARK_REMOTE, not both (the server has its master)"
+        )
+    path = env.get("ECOMMERCE_WAREHOUSE_PATH", default_warehouse)
+    if not path.strip():
+        raise SettingError(f"ECOMMERCE_WAREHOUSE_PATH={path!r}: use a folder or a URL such as s3a://bucket/warehouse")
+    # A URL (hdfs://, s3a://, abfss://) is the cluster's to resolve; a plain path is this checkout's.
+    warehouse = path if "://" in path else _absolute(path)
+    if "://" not in path and Path(warehouse).is_file():
+        raise SettingError(f"ECOMMERCE_WAREHOUSE_PATH={path!r} is a file: name the folder Spark's tables go in")
+    return {
+        "spark_remote": remote,
+        "spark_master": master or ("" if remote else "local[*]"),
+        "warehouse_path": warehouse,
+    }
 
 
 def _memory_limit(value: str) -> str:

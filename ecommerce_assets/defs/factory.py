@@ -7,13 +7,13 @@ the run. The engine (run/engine.py) runs the step's SQL; this module only wires 
 """
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 
 import dagster as dg
 
 from ecommerce_assets.defs.events import PHASES_TAG, lineage_metadata, phases_summary, to_dagster
-from ecommerce_assets.defs.resources import DuckDBWarehouse, PipelineConfig
+from ecommerce_assets.defs.resources import PipelineConfig
 from ecommerce_assets.defs.translator import Translator
 from ecommerce_assets.errors import RunFailed, SettingError
 from ecommerce_assets.project.models import Model, load_macros
@@ -22,6 +22,9 @@ from ecommerce_assets.run import engine
 from ecommerce_assets.run.catalog import Catalog, bind, model_lineage
 from ecommerce_assets.run.context import Run
 from ecommerce_assets.run.pump import pump
+from ecommerce_assets.run.spark import engine as spark_engine
+from ecommerce_assets.run.spark.engine import SparkRun
+from ecommerce_assets.run.spark.transpile import transpile_project
 from ecommerce_assets.settings import Settings, require_data_dir
 
 
@@ -40,11 +43,13 @@ def build_warehouse(
     binding every model and check in DuckDB (`catalog.bind`), which fails on a broken one."""
     nodes = [*raw_tables, *models]
     project = engine.Project(nodes, load_macros() if macros is None else macros, after_build or {})
-    translator = translator or Translator(freshness_hours=settings.freshness_hours)
+    translator = translator or Translator(freshness_hours=settings.freshness_hours, engine=settings.engine)
     keys = {n.name: translator.asset_key(n) for n in nodes}
     names = {key: name for name, key in keys.items()}
     raw_names = frozenset(r.name for r in raw_tables)
     catalog = bind(nodes, project.macros) if catalog is None else catalog
+    # On Spark, every model and check is transpiled now: one Spark cannot run fails the load, naming its file.
+    transpiled = transpile_project(nodes, catalog.columns) if settings.engine == "spark" else None
     # At load time (~0.1 s), not after a run: each column's upstream columns are in its description
     # on the asset page before any run (the open-source UI draws no `dagster/column_lineage`).
     found = model_lineage(models, catalog)
@@ -65,9 +70,11 @@ def build_warehouse(
         specs=specs,
         check_specs=check_specs,
         can_subset=True,
-        description="Loads the raw exports and builds every selected SQL model and check in one DuckDB connection.",
+        description=f"Loads the raw exports and builds every selected SQL model and check on {settings.engine}.",
+        # The DuckDBWarehouse or SparkWarehouse resource of definitions.py.
+        required_resource_keys={settings.engine},
     )
-    def warehouse(context: dg.AssetExecutionContext, config: PipelineConfig, duckdb: DuckDBWarehouse):
+    def warehouse(context: dg.AssetExecutionContext, config: PipelineConfig):
         selection = engine.Selection(
             frozenset(names[k] for k in context.selected_asset_keys),
             frozenset((names[k.asset_key], k.name) for k in context.selected_asset_check_keys),
@@ -78,16 +85,13 @@ def build_warehouse(
                 require_data_dir(str(options.data_dir), "data_dir" if config.data_dir else "ECOMMERCE_DATA_DIR")
             except SettingError as e:
                 raise dg.Failure(description=str(e)) from None
-        with duckdb.connect(holder=context.run.run_id) as (con, died):
-            if died:
-                mark_dead_run(context, died)
-            run = Run(con, options, run_id=context.run.run_id)
-            step = context.get_step_execution_context()
-            record = context.instance.get_run_record_by_id(context.run.run_id)
-            start_s = time.time() - record.start_time if record and record.start_time else None
+        step = context.get_step_execution_context()
+        record = context.instance.get_run_record_by_id(context.run.run_id)
+        start_s = time.time() - record.start_time if record and record.start_time else None
+
+        def results(run, work) -> Iterator:
             events_started = None
             try:
-                work = partial(engine.execute, run, project, selection)
                 for event in pump(work, context.log, run.interrupt):
                     events_started = events_started or time.perf_counter()
                     result = to_dagster(event, keys[event.node.name], catalog_metadata.get(event.node.name))
@@ -108,6 +112,16 @@ def build_warehouse(
                 raise dg.Failure(description=str(e)) from None
             finally:
                 run.close()
+
+        if transpiled is not None:
+            run = SparkRun(context.resources.spark.session(), options, run_id=context.run.run_id)
+            yield from results(run, partial(spark_engine.execute, run, project, transpiled, selection))
+            return
+        with context.resources.duckdb.connect(holder=context.run.run_id) as (con, died):
+            if died:
+                mark_dead_run(context, died)
+            run = Run(con, options, run_id=context.run.run_id)
+            yield from results(run, partial(engine.execute, run, project, selection))
 
     return warehouse
 

@@ -104,6 +104,25 @@ def _rewrite(handle, text: str) -> None:
     handle.flush()
 
 
+class SparkWarehouse(dg.ConfigurableResource):
+    """A Spark session (ECOMMERCE_ENGINE=spark): through Spark Connect, or in this process from a
+    master URL, with its tables under `warehouse_path` (run/spark/session.py)."""
+
+    remote: str = Field(default="", description="Spark Connect URL, e.g. sc://host:15002 (else `master`).")
+    master: str = Field(default="local[*]", description="Spark master URL, e.g. local[*] or spark://host:7077.")
+    warehouse_path: str = Field(description="Folder or URL of the tables' files (spark.sql.warehouse.dir).")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SparkWarehouse:
+        return cls(remote=settings.spark_remote, master=settings.spark_master, warehouse_path=settings.warehouse_path)
+
+    def session(self):
+        """The process's session (created on first use, then shared: Spark allows one per process)."""
+        from ecommerce_assets.run.spark.session import spark_session
+
+        return spark_session(self.remote, self.master, self.warehouse_path)
+
+
 class PipelineConfig(dg.Config):
     """Run config of the warehouse step (Materialize all > Open launchpad: ops -> warehouse -> config).
 

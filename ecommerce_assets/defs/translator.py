@@ -26,10 +26,11 @@ Lineage = Mapping[str, Mapping[str, Sequence[tuple[str, str]]]]
 
 
 class Translator:
-    kinds = frozenset({"duckdb", "sql"})
-
-    def __init__(self, freshness_hours: int = DEFAULT_FRESHNESS_HOURS) -> None:
+    def __init__(self, freshness_hours: int = DEFAULT_FRESHNESS_HOURS, engine: str = "duckdb") -> None:
         self.freshness_hours = freshness_hours
+        # The kind shown on each asset: the engine its table is built on (ECOMMERCE_ENGINE).
+        self.engine = engine
+        self.kinds = frozenset({engine, "sql"})
 
     def asset_key(self, node: RawTable | Model) -> dg.AssetKey:
         return dg.AssetKey(node.name)
@@ -100,7 +101,7 @@ class Translator:
             key=self.asset_key(raw),
             group_name=self.group_name(raw),
             description=self.description(raw),
-            kinds={"duckdb"},
+            kinds={self.engine},
             code_version=raw.code_version,
             owners=self.owners(raw),
             freshness_policy=self.freshness_policy(raw),

@@ -27,12 +27,27 @@ ECOMMERCE_ASSETS = Path(sys.executable).parent / "ecommerce-assets"
         ("ECOMMERCE_FRESHNESS_HOURS", "1.5", "a whole number of at least 1"),
         ("ECOMMERCE_SCHEDULE_CRON", "every day", "a cron expression"),
         ("ECOMMERCE_SCHEDULE_TIMEZONE", "Mars/Base", "an IANA time zone"),
+        ("ECOMMERCE_ENGINE", "postgres", "use one of duckdb, spark"),
+        ("ECOMMERCE_SPARK_REMOTE", "http://host:15002", "a Spark Connect URL such as sc://host:15002"),
+        ("ECOMMERCE_SPARK_MASTER", "local[two]", "a Spark master URL such as local[*]"),
+        ("ECOMMERCE_WAREHOUSE_PATH", " ", "a folder or a URL"),
     ],
 )
 def test_a_bad_setting_names_the_variable_its_value_and_what_is_allowed(variable, value, allowed):
     with pytest.raises(SettingError) as error:
         Settings.from_env({variable: value})
     assert str(error.value).startswith(f"{variable}={value!r}") and allowed in str(error.value)
+
+
+def test_spark_is_reached_one_way():
+    with pytest.raises(
+        SettingError, match="ECOMMERCE_SPARK_MASTER='local.1.': set it or ECOMMERCE_SPARK_REMOTE, not both"
+    ):
+        Settings.from_env({"ECOMMERCE_SPARK_REMOTE": "sc://127.0.0.1:15002", "ECOMMERCE_SPARK_MASTER": "local[1]"})
+    local = Settings.from_env({"ECOMMERCE_ENGINE": "spark"})
+    assert (local.spark_master, local.spark_remote, local.engine) == ("local[*]", "", "spark")
+    assert Settings.from_env({"ECOMMERCE_SPARK_REMOTE": "sc://h:15002"}).spark_master == ""
+    assert Settings.from_env({"ECOMMERCE_WAREHOUSE_PATH": "s3a://b/w"}).warehouse_path == "s3a://b/w"
 
 
 def test_a_database_path_that_is_a_directory_fails_at_once(tmp_path):
