@@ -141,7 +141,8 @@ class Translator:
         return dg.AssetCheckSpec(
             check.name,
             asset=keys[model.name],
-            # Severity first: the UI's check lists cut long descriptions short.
+            # A check spec has no severity of its own in Dagster (only its results do): the description
+            # carries it, first, where a reader of the check's page starts.
             description=f"{check.severity.upper()}{' (blocking)' if check.blocking else ''}: {escape_markdown(check.description)}",
             blocking=check.blocking,
             additional_deps=[keys[t] for t in model.check_deps[check.name]],

@@ -45,8 +45,8 @@ FEATURE_DEPS = [dg.AssetKey(n) for n in ("stg_customers", "stg_orders", "stg_ord
 
 # What would change a "not built": said on the asset's page, not only in the run's log.
 MORE_HISTORY = (
-    "data with more customers and history: the training cutoffs need enough customers whose 90-day label "
-    "window is complete, e.g. the churn demo of docs/ui.md (generated customers, then a build)"
+    f"data with more customers and history: the training cutoffs need enough customers whose {LABEL_DAYS}-day "
+    "label window is complete, e.g. the churn demo of docs/ui.md (generated customers, then a build)"
 )
 TRAIN_FIRST = "a churn model: churn_training_job trains one when the data allows it (see churn_model's page)"
 # A run tag, so the run list and the run's page say that a green run left assets unbuilt.
