@@ -301,6 +301,8 @@ def engines(args, workdir: Path, data_dir: Path, rows: dict) -> None:
         )
     ratio = summary["median"]["spark"]["wall_s"] / summary["median"]["duckdb"]["wall_s"]
     lines.append(f"spark / duckdb wall: {ratio:.2f}x")
+    # PySpark never waits for its JVM, so wait4 does not count the JVM's CPU: it shows as others' cores.
+    lines.append("cpu s counts the processes the run waited for: not Spark's JVM (it shows under others cores)")
     print("\n" + "\n".join(lines))
     (workdir / "report-engines.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"\nreport: {workdir / 'report-engines.json'}")

@@ -234,8 +234,15 @@ def _table(project: Project, name: str) -> str:
     return next(n.table for n in project.nodes if n.name == name)
 
 
+# Spark's error classes, `[CAST_INVALID_INPUT] The value 'abc' ...`: the line that says what went wrong,
+# where a failed write wraps it in "Job aborted due to stage failure" and a JVM stack.
+_ERROR_CLASS = re.compile(r"\[[A-Z][A-Z_]+(\.[A-Z_]+)*\]")
+
+
 def _first_line(error: BaseException) -> str:
-    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    classed = [line[match.start() :] for line in lines if (match := _ERROR_CLASS.search(line))]
+    return next(iter(classed or lines), type(error).__name__)
 
 
 def build(run: SparkRun, node, transpiled: Transpiled) -> Built:

@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 
+from ecommerce_assets.errors import RunFailed
 from ecommerce_assets.generate import generate
 from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.run.spark.session import local_conf
@@ -90,3 +91,15 @@ def test_a_failing_blocking_check_holds_back_the_same_tables(spark, tmp_path):
     in_duckdb = {t for (t,) in wh.query("select table_name from information_schema.tables")}
     assert published == in_duckdb & PRODUCT_CHAIN
     assert published.isdisjoint({"stg_products", "int_product_metrics", "fct_product_performance"})
+
+
+def test_a_value_that_does_not_convert_fails_the_load_naming_the_file(spark, tmp_path):
+    data = tmp_path / "bad"
+    shutil.copytree(DATA, data)
+    customers = data / "raw_customers.csv"
+    lines = customers.read_text().splitlines()
+    customers.write_text("\n".join([lines[0], "abc" + lines[1][lines[1].index(",") :], *lines[2:]]) + "\n")
+    with pytest.raises(RunFailed) as failed:
+        spark_build(spark, tmp_path, data, names={"raw_customers"})
+    assert f"{customers}: could not load into raw.raw_customers (the previous table is kept)" in str(failed.value)
+    assert "abc" in str(failed.value)
