@@ -310,6 +310,8 @@ def defer(selection: str | None, defer_to: str | None) -> tuple[list[dg.AssetKey
         raise UsageError(f"--defer-to goes with --select '{STATE_MODIFIED}' (both or neither)")
     planned, nodes, state = _plan(defer_to, "--defer-to")
     changed = {n.name for n in nodes if n.table in selected(planned)}
+    if not changed:  # nothing to build: no warehouse is made either
+        return [], None
     build, deferred = defer_upstream(_warehouse_path(), defer_to, nodes, changed)
     print(f"slim build: {len(build)} asset(s) to build, {len(deferred)} upstream table(s) read from {defer_to}")
     analysis_date = published_analysis_date(state)

@@ -92,15 +92,6 @@ def _show(value: Any) -> str:
     return "NULL" if value is None else str(value)
 
 
-class _LineLoader(yaml.SafeLoader):
-    """Records each case's line: a failure names the file and the line of its case."""
-
-    def construct_mapping(self, node, deep=False):
-        mapping = super().construct_mapping(node, deep=deep)
-        mapping["__line__"] = node.start_mark.line + 1
-        return mapping
-
-
 def load_cases(models: Sequence[Model]) -> list[Case]:
     """Every case of every model that has a `<model>.tests.yaml` beside its SQL file."""
     cases = []
@@ -112,16 +103,18 @@ def load_cases(models: Sequence[Model]) -> list[Case]:
 
 
 def _parse(model: Model, path: Path) -> list[Case]:
+    text = path.read_text()
     try:
-        entries = yaml.load(path.read_text(), Loader=_LineLoader)  # noqa: S506 (a SafeLoader)
+        entries = yaml.safe_load(text)
+        # The node tree gives each case's line: a failure names the file and the line of its case.
+        tree = yaml.compose(text)
     except yaml.YAMLError as e:
         raise ModelError(f"{path}: {e}") from e
     if not isinstance(entries, list):
         raise ModelError(f"{path}: a list of cases, each with name, given and expect")
     cases, names = [], set()
-    for entry in entries:
-        line = entry.pop("__line__", 1) if isinstance(entry, dict) else 1
-        entry = _strip_lines(entry)
+    for entry, node in zip(entries, tree.value, strict=True):
+        line = node.start_mark.line + 1
         try:
             spec = CaseSpec.model_validate(entry)
         except ValidationError as e:
@@ -132,14 +125,6 @@ def _parse(model: Model, path: Path) -> list[Case]:
         names.add(spec.name)
         cases.append(Case(model, spec, path, line))
     return cases
-
-
-def _strip_lines(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip_lines(v) for k, v in value.items() if k != "__line__"}
-    if isinstance(value, list):
-        return [_strip_lines(v) for v in value]
-    return value
 
 
 class CaseRunner:

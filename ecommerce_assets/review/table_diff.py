@@ -115,13 +115,12 @@ def _diff(con: duckdb.DuckDBPyConnection, model: Model) -> TableDiff:
             f"case when {equal[c]} then null else concat(t.{quote_identifier(c)}, ' -> ', h.{quote_identifier(c)}) end"
             for c in differing
         )
-        result.sample = con.execute(
+        rows = con.execute(
             f"select h.{k}, {shown} from {here} as h join {there} as t on h.{k} = t.{k}"
             f" where not ({all_equal}) order by h.{k} limit {SAMPLE_ROWS}"
         ).fetchall()
         result.sample = [
-            (row[0], *(f"{c}: {v}" for c, v in zip(differing, row[1:], strict=True) if v is not None))
-            for row in result.sample
+            (row[0], *(f"{c}: {v}" for c, v in zip(differing, row[1:], strict=True) if v is not None)) for row in rows
         ]
     return result
 

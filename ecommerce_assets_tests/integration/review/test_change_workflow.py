@@ -109,3 +109,11 @@ def test_the_readers_copy_equals_the_warehouse_value_for_value(workflow):
         project, "diff", "--against", str(prod.with_name("prod.serving.duckdb")), ECOMMERCE_DUCKDB_PATH=str(prod)
     ).stdout
     assert out.splitlines()[-1] == "13 tables compared, 0 differ"
+
+
+def test_a_slim_build_of_an_unchanged_project_builds_nothing_and_writes_nothing(workflow):
+    _, prod, tmp = workflow
+    ci = tmp / "unchanged" / "ci.duckdb"
+    out = _cli(ROOT, "build", "--select", "state:modified+", "--defer-to", str(prod), ECOMMERCE_DUCKDB_PATH=str(ci))
+    assert out.stdout.strip().splitlines()[-1] == "slim build: no model changed, nothing to build"
+    assert not ci.exists()
