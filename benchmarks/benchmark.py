@@ -214,7 +214,7 @@ def sql_fingerprint() -> str:
 def fresh_db(path: Path) -> None:
     """No DuckDB file at `path`, nor its readers' copy (the Dagster resource's serving copy: the next run's
     copy must be a new one each time, not an update of the previous run's)."""
-    from ecommerce_assets.run.serve import serving_path
+    from ecommerce_assets.run.duckdb.serve import serving_path
 
     for db in (path, serving_path(str(path))):
         for p in (db, Path(f"{db}.wal"), Path(f"{db}.lock")):
@@ -465,8 +465,10 @@ def floor(spec: dict) -> None:
 
     from ecommerce_assets.project.models import load_macros, load_models, resolve_deps
     from ecommerce_assets.project.sources import RAW_TABLES
-    from ecommerce_assets.run import engine
-    from ecommerce_assets.run.context import Run, RunOptions
+    from ecommerce_assets.run.adapter import Built, Project, Selection
+    from ecommerce_assets.run.duckdb.adapter import DuckDBAdapter
+    from ecommerce_assets.run.engine import execute
+    from ecommerce_assets.run.options import RunOptions
 
     statements: list[dict] = []
 
@@ -484,13 +486,13 @@ def floor(spec: dict) -> None:
     nodes = [n for n in [*RAW_TABLES, *models] if wanted is None or n.name in wanted]
     con = timed("", "setup", "connect", lambda: duckdb.connect(spec["db"], config=spec["config"]))
     options = RunOptions(data_dir=Path(spec["data_dir"]), output_dir=Path(spec["out"]).parent / "floor-output")
-    run = Run(con, options)
+    adapter = DuckDBAdapter(con, options)
     messages: list[str] = []
     log = types.SimpleNamespace(info=messages.append, warning=print, error=print)
     checks = {}
-    project = engine.Project(nodes, load_macros())
-    for event in engine.execute(run, project, engine.Selection.everything(nodes), log, threading.Event()):
-        if isinstance(event, engine.Built):
+    project = Project(nodes, load_macros())
+    for event in execute(adapter, project, Selection.everything(nodes), log, threading.Event()):
+        if isinstance(event, Built):
             statements.append({"asset": event.node.name, "kind": "build", "what": "build", "s": event.duration_s})
         else:
             outcome = event.outcome
@@ -500,7 +502,7 @@ def floor(spec: dict) -> None:
             }
     for table, seconds in check_seconds(messages).items():
         statements.append({"asset": table.split(".", 1)[1], "kind": "check", "what": "checks", "s": seconds})
-    run.close()
+    adapter.close()
     con.close()
     Path(spec["out"]).write_text(
         json.dumps(
@@ -509,7 +511,7 @@ def floor(spec: dict) -> None:
                 "in_process_s": time.perf_counter() - t0,
                 "statements": statements,
                 "checks": checks,
-                "analysis_date": str(run.analysis_date),
+                "analysis_date": str(adapter.run.analysis_date),
                 "phases": next((p for m in messages if (p := parse_phases(m))), None),
             }
         )

@@ -146,7 +146,7 @@ def select(defs: dg.Definitions, selection: str) -> list[dg.AssetKey]:
 
 
 def _analysis_date(value: str) -> None:
-    from ecommerce_assets.run.context import RunOptions
+    from ecommerce_assets.run.options import RunOptions
 
     try:
         RunOptions.parse_date(value, "--analysis-date")
@@ -192,8 +192,8 @@ def compile_selection(keys: list[dg.AssetKey] | None) -> str:
     from ecommerce_assets.definitions import load_project
     from ecommerce_assets.defs.translator import Translator
     from ecommerce_assets.project.sources import RAW_TABLES
-    from ecommerce_assets.run.catalog import compile_sql
-    from ecommerce_assets.run.engine import Project, Selection
+    from ecommerce_assets.run.adapter import Project, Selection
+    from ecommerce_assets.run.duckdb.catalog import compile_sql
     from ecommerce_assets.settings import Settings
 
     models, macros = load_project()
@@ -204,7 +204,7 @@ def compile_selection(keys: list[dg.AssetKey] | None) -> str:
         selection = Selection(frozenset(names), frozenset(c for c in selection.checks if c[0] in names))
     settings = Settings.from_env()
     if settings.engine == "spark":
-        from ecommerce_assets.run.catalog import bind
+        from ecommerce_assets.run.duckdb.catalog import bind
         from ecommerce_assets.run.spark.transpile import compile_spark, transpile_project
 
         transpiled = transpile_project(nodes, bind(nodes, macros).columns)
@@ -276,7 +276,7 @@ def _plan(against: str, flag: str):
     from ecommerce_assets.project.sources import RAW_TABLES
     from ecommerce_assets.review.against import OTHER, attach
     from ecommerce_assets.review.change_plan import plan, published_state
-    from ecommerce_assets.run.catalog import bind
+    from ecommerce_assets.run.duckdb.catalog import bind
 
     models, macros = load_project()
     nodes = [*RAW_TABLES, *models]

@@ -24,9 +24,9 @@ import duckdb
 
 from ecommerce_assets.errors import AnalysisOutputError, ModelError
 from ecommerce_assets.project.models import Model
-from ecommerce_assets.run.build import output_path
-from ecommerce_assets.run.context import Run
-from ecommerce_assets.run.engine import AfterBuild
+from ecommerce_assets.run.duckdb.adapter import AfterBuild
+from ecommerce_assets.run.duckdb.context import Run
+from ecommerce_assets.run.outputs import output_path
 
 DPI = 100
 

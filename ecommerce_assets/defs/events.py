@@ -10,7 +10,7 @@ import dagster as dg
 
 from ecommerce_assets.markdown import escape_markdown, markdown_table
 from ecommerce_assets.project.models import Model
-from ecommerce_assets.run.engine import Built, Checked
+from ecommerce_assets.run.adapter import Built, Checked
 
 
 def to_dagster(

@@ -3,7 +3,8 @@
 Every model is its own asset (own key, group, tags, materializations and checks in the UI,
 selectable alone), but a run executes all selected ones in ONE step on ONE DuckDB connection:
 each extra step costs a process, event-log writes and a reconnect, which on small data is most of
-the run. The engine (run/engine.py) runs the step's SQL; this module only wires it to Dagster.
+the run. The engine (run/engine.py) runs the step through an engine's adapter (run/adapter.py); this
+module only wires it to Dagster.
 """
 
 import time
@@ -18,12 +19,12 @@ from ecommerce_assets.defs.translator import Translator
 from ecommerce_assets.errors import RunFailed, SettingError
 from ecommerce_assets.project.models import Model, load_macros
 from ecommerce_assets.project.sources import RAW_TABLES, RawTable
-from ecommerce_assets.run import engine
-from ecommerce_assets.run.catalog import Catalog, bind, model_lineage
-from ecommerce_assets.run.context import Run
+from ecommerce_assets.run.adapter import Adapter, Project, Selection
+from ecommerce_assets.run.duckdb.adapter import AfterBuild, DuckDBAdapter
+from ecommerce_assets.run.duckdb.catalog import Catalog, bind, model_lineage
+from ecommerce_assets.run.engine import execute
 from ecommerce_assets.run.pump import pump
-from ecommerce_assets.run.spark import engine as spark_engine
-from ecommerce_assets.run.spark.engine import SparkRun
+from ecommerce_assets.run.spark.adapter import SparkAdapter
 from ecommerce_assets.run.spark.transpile import transpile_project
 from ecommerce_assets.settings import Settings, require_data_dir
 
@@ -32,7 +33,7 @@ def build_warehouse(
     models: Sequence[Model],
     settings: Settings,
     raw_tables: Sequence[RawTable] = RAW_TABLES,
-    after_build: Mapping[str, engine.AfterBuild] | None = None,
+    after_build: Mapping[str, AfterBuild] | None = None,
     translator: Translator | None = None,
     name: str = "warehouse",
     macros: Sequence[str] | None = None,
@@ -42,7 +43,7 @@ def build_warehouse(
     defaults to those of the project's sql/macros/. `catalog` (the column schemas) defaults to
     binding every model and check in DuckDB (`catalog.bind`), which fails on a broken one."""
     nodes = [*raw_tables, *models]
-    project = engine.Project(nodes, load_macros() if macros is None else macros, after_build or {})
+    project = Project(nodes, load_macros() if macros is None else macros, after_build or {})
     translator = translator or Translator(freshness_hours=settings.freshness_hours, engine=settings.engine)
     keys = {n.name: translator.asset_key(n) for n in nodes}
     names = {key: name for name, key in keys.items()}
@@ -75,7 +76,7 @@ def build_warehouse(
         required_resource_keys={settings.engine},
     )
     def warehouse(context: dg.AssetExecutionContext, config: PipelineConfig):
-        selection = engine.Selection(
+        selection = Selection(
             frozenset(names[k] for k in context.selected_asset_keys),
             frozenset((names[k.asset_key], k.name) for k in context.selected_asset_check_keys),
         )
@@ -89,10 +90,11 @@ def build_warehouse(
         record = context.instance.get_run_record_by_id(context.run.run_id)
         start_s = time.time() - record.start_time if record and record.start_time else None
 
-        def results(run, work) -> Iterator:
+        def results(adapter: Adapter) -> Iterator:
             events_started = None
+            work = partial(execute, adapter, project, selection)
             try:
-                for event in pump(work, context.log, run.interrupt):
+                for event in pump(work, context.log, adapter.interrupt):
                     events_started = events_started or time.perf_counter()
                     result = to_dagster(event, keys[event.node.name], catalog_metadata.get(event.node.name))
                     if isinstance(result, dg.AssetCheckResult):
@@ -102,26 +104,25 @@ def build_warehouse(
                         # result, is one write: ~70 fewer per run.
                         result = result.to_asset_check_evaluation(step)
                     yield result
-                if run.phases:
+                if adapter.phases:
                     # Each yield returns once Dagster has written the event: the loop's end is the events' end.
                     events_s = time.perf_counter() - events_started if events_started else 0.0
-                    line, short = phases_summary(start_s, run.phases, events_s, options.concurrency)
+                    line, short = phases_summary(start_s, adapter.phases, events_s, options.concurrency)
                     context.log.info(line)
                     context.instance.add_run_tags(context.run.run_id, {PHASES_TAG: short})
             except RunFailed as e:
                 raise dg.Failure(description=str(e)) from None
             finally:
-                run.close()
+                adapter.close()
 
         if transpiled is not None:
-            run = SparkRun(context.resources.spark.session(), options, run_id=context.run.run_id)
-            yield from results(run, partial(spark_engine.execute, run, project, transpiled, selection))
+            session = context.resources.spark.session()
+            yield from results(SparkAdapter(session, options, transpiled, run_id=context.run.run_id))
             return
         with context.resources.duckdb.connect(holder=context.run.run_id) as (con, died):
             if died:
                 mark_dead_run(context, died)
-            run = Run(con, options, run_id=context.run.run_id)
-            yield from results(run, partial(engine.execute, run, project, selection))
+            yield from results(DuckDBAdapter(con, options, run_id=context.run.run_id))
 
     return warehouse
 

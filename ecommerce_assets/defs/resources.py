@@ -11,8 +11,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from ecommerce_assets.run.context import RunOptions
-from ecommerce_assets.run.serve import serving_path
+from ecommerce_assets.run.duckdb.serve import serving_path
+from ecommerce_assets.run.options import RunOptions
 from ecommerce_assets.settings import Settings
 
 

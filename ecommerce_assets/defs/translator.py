@@ -18,7 +18,7 @@ from ecommerce_assets.markdown import escape_markdown
 from ecommerce_assets.project.checks import CheckDecl
 from ecommerce_assets.project.models import Model, default_owner
 from ecommerce_assets.project.sources import RawTable
-from ecommerce_assets.run.catalog import Catalog
+from ecommerce_assets.run.duckdb.catalog import Catalog
 from ecommerce_assets.settings import DEFAULT_FRESHNESS_HOURS
 
 # Model -> column -> its upstream (node, column) pairs: `catalog.model_lineage`'s answer.

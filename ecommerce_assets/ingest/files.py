@@ -1,6 +1,6 @@
 """Reading the raw export files: which files a table has, and the SQL that reads them typed.
 
-The validation of what users deliver lives here (headers, formats); run/load.py decides where the
+The validation of what users deliver lives here (headers, formats); run/duckdb/load.py decides where the
 rows go and keeps the load log. A file that cannot be read as the declared table fails the run
 with a message naming the file and the line (`RawLoadError`, or DuckDB's own conversion error,
 which names the line, the column and the value); rows that read fine but break a rule are the

@@ -6,7 +6,7 @@ In an incremental build it keeps the keys in `CHANGED_KEYS`, and the run replace
 `replace_where` selects with what the filtered SQL returns. `@changed(expr, raw_table)` names the
 raw table whose keys `expr` holds; alone, the column's name says it (`order_id` is raw_orders').
 
-The key sets themselves are the run's (run/keys.py).
+The key sets themselves are the run's (run/duckdb/keys.py).
 """
 
 from __future__ import annotations

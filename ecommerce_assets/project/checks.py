@@ -3,7 +3,7 @@
 Column checks (`unique`, `not_null`, `relationships`, `accepted_values`) are written under a
 column; model-level `checks:` entries give a name and a `sql` query that returns the bad rows
 (the seed's singular tests). One generic implementation per kind lives here, next to the
-pydantic models that validate the declarations. Running them: run/audit.py.
+pydantic models that validate the declarations. Running them: run/duckdb/audit.py.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def _sql(table, column, params, table_of):
 
 
 def _row_count_drop(table, column, params, table_of):
-    # published_row_count() (run/logs.py) reads the publish log; the literal keeps the published
+    # published_row_count() (run/duckdb/logs.py) reads the publish log; the literal keeps the published
     # name while the run reads its own build through `table`.
     return f"""
 select last_published_rows, row_count

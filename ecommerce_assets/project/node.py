@@ -7,7 +7,8 @@ checked; it asks the kind only where the two really differ (loading a file vs ru
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -63,3 +64,19 @@ class Node(Protocol):
     @property
     def code_version(self) -> str:
         """Changes when what it builds changes."""
+
+
+def fingerprints(nodes: Sequence[Node]) -> dict[str, str]:
+    """Per node (in dependency order): a hash of its code and of its upstream nodes' fingerprints.
+    A delete+insert model is maintained only while its fingerprint is the one it was published
+    with: any change to its code or upstream of it rebuilds it from scratch."""
+    versions: dict[str, str] = {}
+    for node in nodes:
+        versions[node.name] = fingerprint(node, versions)
+    return versions
+
+
+def fingerprint(node: Node, upstream: Mapping[str, str]) -> str:
+    """`node`'s fingerprint given its upstream nodes' (`upstream`: node name -> fingerprint)."""
+    deps = "".join(upstream.get(d, "") for d in sorted(node.deps))
+    return hashlib.sha256(f"{node.code_version}{deps}".encode()).hexdigest()[:16]

@@ -1,6 +1,6 @@
 """The names of the relations a run writes beside a node's published table `schema.name`.
 
-A run builds `schema.name__build` and appends through `schema.name__delta` (run/publish.py
+A run builds `schema.name__build` and appends through `schema.name__delta` (run/duckdb/publish.py
 publishes them); the next run drops any it finds, so nothing else may end in these suffixes.
 """
 

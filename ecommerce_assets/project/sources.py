@@ -1,7 +1,7 @@
 """The raw tables: the seed's four exports as declared tables of schema `raw`, with explicit column types.
 
 Declared by hand because their files come from a directory the user chooses (ingest/files.py reads
-and validates them, run/load.py loads them); the models read them as `raw.<name>`.
+and validates them, run/duckdb/load.py loads them); the models read them as `raw.<name>`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ecommerce_assets.project.checks import VOLUME_CHECKED_LAYERS, CheckDecl, ro
 SCHEMA = "raw"
 
 # What a loaded table's rows are made of, beside its declared columns: bump it when a change to the
-# loading (ingest/files.py reads, run/load.py writes) changes the rows a file gives, so every raw
+# loading (ingest/files.py reads, run/duckdb/load.py writes) changes the rows a file gives, so every raw
 # table is reloaded once and what reads it rebuilt. A change that leaves the rows alone (a message,
 # a speed-up, a move) keeps it.
 LOADER_VERSION = "1"

@@ -32,8 +32,8 @@ from ecommerce_assets.errors import ModelError
 from ecommerce_assets.project.checks import Strict
 from ecommerce_assets.project.models import Model
 from ecommerce_assets.project.node import Node
-from ecommerce_assets.run.catalog import describe, empty_project
-from ecommerce_assets.run.database import quote_identifier
+from ecommerce_assets.run.duckdb.catalog import describe, empty_project
+from ecommerce_assets.run.duckdb.database import quote_identifier
 
 CASES_SUFFIX = ".tests.yaml"
 SAMPLE_ROWS = 10

@@ -2,7 +2,7 @@
 (SQLMesh's plan, dbt's `state:modified`).
 
 A warehouse's publish log keeps each table's fingerprint: a hash of its model's code and of its
-upstream fingerprints (`engine.fingerprints`). A model whose fingerprint differs from the published
+upstream fingerprints (`project/node.py`, `fingerprints`). A model whose fingerprint differs from the published
 one was changed directly when its code, hashed with the *published* upstream fingerprints, still
 differs; otherwise only something upstream changed and it is rebuilt downstream of a change. A
 direct change is breaking when a published column goes or changes type (a rename is both), from
@@ -22,11 +22,10 @@ from dataclasses import dataclass
 import duckdb
 
 from ecommerce_assets.markdown import markdown_table
-from ecommerce_assets.project.node import Node
-from ecommerce_assets.run.catalog import Catalog
-from ecommerce_assets.run.engine import fingerprint, fingerprints
-from ecommerce_assets.run.logs import PUBLISH_LOG, latest_publish_query
-from ecommerce_assets.run.serve import COLUMNS, PUBLISHED
+from ecommerce_assets.project.node import Node, fingerprint, fingerprints
+from ecommerce_assets.run.duckdb.catalog import Catalog
+from ecommerce_assets.run.duckdb.logs import PUBLISH_LOG, latest_publish_query
+from ecommerce_assets.run.duckdb.serve import COLUMNS, PUBLISHED
 
 ORDER = ("modified", "added", "downstream", "kept", "removed")
 

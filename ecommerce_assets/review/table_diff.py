@@ -18,8 +18,8 @@ import duckdb
 from ecommerce_assets.markdown import markdown_table
 from ecommerce_assets.project.models import RUN_TIME_COLUMNS, Model
 from ecommerce_assets.review.against import OTHER
-from ecommerce_assets.run.catalog import describe
-from ecommerce_assets.run.database import quote_identifier
+from ecommerce_assets.run.duckdb.catalog import describe
+from ecommerce_assets.run.duckdb.database import quote_identifier
 
 SAMPLE_ROWS = 3
 

@@ -1,1 +1,2 @@
-"""One run, no Dagster: plan, build, audit, incremental keys, the logs, publish, the readers' copy."""
+"""One run, no Dagster: the plan and its order, skips and publish rule (engine.py), on a warehouse
+behind the seam of warehouse.py: DuckDB's (duckdb/) or Spark's (spark/)."""

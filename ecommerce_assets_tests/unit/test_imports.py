@@ -85,3 +85,29 @@ def test_project_ingest_and_run_import_no_dagster():
         for module, (_, others) in GRAPH.items()
         if _stage(module) in NO_DAGSTER and any(o.startswith("dagster") for o in others)
     } == {}
+
+
+# The run's engine-neutral modules reach an engine only through run/adapter.py's Adapter: DuckDB and
+# Spark are imported by their own adapters' packages, never by what decides a run's order and publish.
+ENGINES = {"duckdb", "pyspark", "py4j", "sqlglot"}
+ADAPTERS = ("ecommerce_assets.run.duckdb", "ecommerce_assets.run.spark")
+
+
+def test_the_run_reaches_an_engine_only_through_an_adapter():
+    neutral = {m: GRAPH[m] for m in MODULES if _stage(m) == "run" and not m.startswith(ADAPTERS)}
+    assert "ecommerce_assets.run.engine" in neutral and "ecommerce_assets.run.adapter" in neutral
+    assert {
+        module: sorted((others & ENGINES) | {m for m in ours if m.startswith(ADAPTERS)})
+        for module, (ours, others) in neutral.items()
+        if others & ENGINES or any(m.startswith(ADAPTERS) for m in ours)
+    } == {}
+
+
+def test_the_wheel_lists_every_package():
+    """A package missing from pyproject.toml's list installs from a checkout (editable) and is absent
+    from the wheel: found here in a second instead of by the deployment test."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {_module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert packages - listed == set()

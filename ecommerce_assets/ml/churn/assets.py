@@ -33,7 +33,7 @@ from ecommerce_assets.ml.churn.model import (
     write_atomically,
 )
 from ecommerce_assets.project.models import Model
-from ecommerce_assets.run.database import table_exists
+from ecommerce_assets.run.duckdb.database import table_exists
 
 # --- Dagster ----------------------------------------------------------------------------------
 

@@ -1,1 +1,1 @@
-"""The Spark engine: the project's DuckDB SQL transpiled to Spark SQL, and runs that publish it."""
+"""The Spark warehouse: the project's DuckDB SQL transpiled to Spark SQL, and runs that publish it."""

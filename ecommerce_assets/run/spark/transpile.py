@@ -31,11 +31,11 @@ from sqlglot.errors import ErrorLevel, SqlglotError
 from ecommerce_assets.errors import ModelError
 from ecommerce_assets.project.models import Model, parse_sql
 from ecommerce_assets.project.node import Node
-from ecommerce_assets.run.build import create_statement
-from ecommerce_assets.run.context import DEFAULT_ANALYSIS_DATE_SQL
-from ecommerce_assets.run.logs import PUBLISH_LOG
+from ecommerce_assets.run.duckdb.build import create_statement
+from ecommerce_assets.run.duckdb.context import DEFAULT_ANALYSIS_DATE_SQL
+from ecommerce_assets.run.duckdb.logs import PUBLISH_LOG
 
-# The variables a run sets (run/context.py on DuckDB), with their Spark types.
+# The variables a run sets (run/duckdb/context.py on DuckDB), with their Spark types.
 VARIABLES = {"analysis_date": "date", "run_started_at": "timestamp", "max_row_drop": "double"}
 
 # Spark's definition of each macro of sql/macros/, with the argument as `{0}`; same semantics as
@@ -98,7 +98,7 @@ def compile_spark(
     nodes: Sequence[Node], selected: set[str], checks: set[tuple[str, str]], transpiled: Transpiled
 ) -> str:
     """What a Spark run of `selected` (and the `checks` pairs) executes, in its order: `compile`
-    under ECOMMERCE_ENGINE=spark. `<run>` stands for the run's version suffix (run/spark/engine.py)."""
+    under ECOMMERCE_ENGINE=spark. `<run>` stands for the run's version suffix (run/spark/adapter.py)."""
     parts = []
     for node in nodes:
         if node.name in selected:

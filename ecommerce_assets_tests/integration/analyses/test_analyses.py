@@ -30,10 +30,11 @@ from ecommerce_assets.analyses import charts as analyses
 from ecommerce_assets.defs.events import materialization
 from ecommerce_assets.errors import ModelError
 from ecommerce_assets.project.models import load_models
-from ecommerce_assets.run.build import export, table_stats
-from ecommerce_assets.run.context import Run, RunOptions
-from ecommerce_assets.run.engine import Built
-from ecommerce_assets.run.publish import publish
+from ecommerce_assets.run.adapter import Built
+from ecommerce_assets.run.duckdb.build import export, table_stats
+from ecommerce_assets.run.duckdb.context import Run
+from ecommerce_assets.run.duckdb.publish import publish
+from ecommerce_assets.run.options import RunOptions
 from ecommerce_assets_tests.conftest import make_warehouse
 
 ANALYSES = {

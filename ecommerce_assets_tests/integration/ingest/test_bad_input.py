@@ -18,7 +18,8 @@ import pytest
 from ecommerce_assets import cli
 from ecommerce_assets.ingest.files import extra_columns
 from ecommerce_assets.project.sources import RAW_TABLES
-from ecommerce_assets.run.context import DEFAULT_ANALYSIS_DATE_SQL, RunOptions
+from ecommerce_assets.run.duckdb.context import DEFAULT_ANALYSIS_DATE_SQL
+from ecommerce_assets.run.options import RunOptions
 from ecommerce_assets_tests.conftest import DATA, make_warehouse
 
 RAW = [r.name for r in RAW_TABLES]

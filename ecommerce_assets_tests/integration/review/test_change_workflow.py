@@ -17,7 +17,7 @@ import pytest
 from ecommerce_assets.definitions import load_project
 from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.review.change_plan import plan, published_state
-from ecommerce_assets.run.catalog import bind
+from ecommerce_assets.run.duckdb.catalog import bind
 from ecommerce_assets_tests.conftest import ROOT
 
 BOUNDARY = "when recency_days <= 30 then 5"

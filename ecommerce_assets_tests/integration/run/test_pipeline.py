@@ -14,8 +14,10 @@ from ecommerce_assets.defs.resources import DuckDBWarehouse
 from ecommerce_assets.ml.churn.assets import TRAINING_ASSETS
 from ecommerce_assets.project.models import load_models, resolve_deps
 from ecommerce_assets.project.sources import RAW_TABLES
-from ecommerce_assets.run.context import Run, RunOptions
-from ecommerce_assets.run.engine import Project, Selection, execute, timings_table
+from ecommerce_assets.run.adapter import Project, Selection
+from ecommerce_assets.run.duckdb.adapter import DuckDBAdapter
+from ecommerce_assets.run.engine import execute, timings_table
+from ecommerce_assets.run.options import RunOptions
 from ecommerce_assets.run.plan import Task, plan, run_tasks
 from ecommerce_assets.run.pump import pump
 from ecommerce_assets_tests.conftest import SEED_REFERENCE, assert_equals_reference, make_warehouse
@@ -453,22 +455,22 @@ def test_a_terminated_run_interrupts_every_worker_and_publishes_nothing(tmp_path
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     started = {"slow_b": threading.Event(), "slow_c": threading.Event()}
     con.create_function("started", lambda name: started[name].set() or 0, [str], int, side_effects=True)
-    run = Run(con, RunOptions(data_dir=tmp_path, output_dir=tmp_path, concurrency=2))
+    adapter = DuckDBAdapter(con, RunOptions(data_dir=tmp_path, output_dir=tmp_path, concurrency=2))
     stop = threading.Event()
     events: list = []
     worker = threading.Thread(
-        target=lambda: events.extend(execute(run, Project(models), Selection.everything(models), QUIET, stop))
+        target=lambda: events.extend(execute(adapter, Project(models), Selection.everything(models), QUIET, stop))
     )
     worker.start()
     assert all(e.wait(10) for e in started.values())  # both slow statements are running
     stop.set()
-    run.interrupt()
+    adapter.interrupt()
     worker.join(30)
     assert not worker.is_alive() and events == []
     relations = {t for (t,) in con.execute("select table_name from information_schema.tables").fetchall()}
     assert relations == {"_loaded_files", "_published", "_checked"}
-    assert len(run.cursors) == 2  # one cursor per worker
-    run.close()
+    assert len(adapter.run.cursors) == 2  # one cursor per worker
+    adapter.close()
     con.close()
 
 

@@ -20,8 +20,10 @@ from ecommerce_assets.errors import ModelError, RunFailed
 from ecommerce_assets.paths import SQL_DIR
 from ecommerce_assets.project.models import load_models, resolve_deps
 from ecommerce_assets.project.sources import RAW_TABLES
-from ecommerce_assets.run.context import Run, RunOptions
-from ecommerce_assets.run.engine import Checked, Project, Selection, execute
+from ecommerce_assets.run.adapter import Checked, Project, Selection
+from ecommerce_assets.run.duckdb.adapter import DuckDBAdapter
+from ecommerce_assets.run.engine import execute
+from ecommerce_assets.run.options import RunOptions
 from ecommerce_assets_tests.conftest import DATA, make_warehouse
 
 DATA_DIR = DATA
@@ -230,16 +232,16 @@ def test_a_new_sql_folder_is_a_new_group_that_builds_and_checks_without_python(t
 def _run_project(tmp_path: Path, sql: Path) -> tuple[list, Exception | None]:
     models = resolve_deps(load_models(sql), SOURCES)
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    run = Run(con, RunOptions(data_dir=DATA_DIR, output_dir=tmp_path / "output"))
+    adapter = DuckDBAdapter(con, RunOptions(data_dir=DATA_DIR, output_dir=tmp_path / "output"))
     events, error = [], None
     try:
         nodes = [*RAW_TABLES, *models]
-        for event in execute(run, Project(nodes), Selection.everything(nodes), QUIET, Event()):
+        for event in execute(adapter, Project(nodes), Selection.everything(nodes), QUIET, Event()):
             events.append(event)
     except RunFailed as e:
         error = e
     finally:
-        run.close()
+        adapter.close()
         con.close()
     return events, error
 

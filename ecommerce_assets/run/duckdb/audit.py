@@ -5,25 +5,9 @@ check that fails is run once more for a sample of its rows (declarations: projec
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from ecommerce_assets.project.checks import CheckDecl
-
-SAMPLE_ROWS = 10
-
-
-@dataclass(frozen=True)
-class CheckOutcome:
-    failing: int
-    columns: list[str]
-    sample: list[tuple]
-    sql: str
-    # Why the outcome is known without running the query (shown with the result), or None.
-    note: str | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.failing == 0
+from ecommerce_assets.run.adapter import SAMPLE_ROWS, CheckOutcome
 
 
 def screen(con, table: str, checks: list[CheckDecl], count_sql: Mapping[str, str]) -> dict[str, int]:

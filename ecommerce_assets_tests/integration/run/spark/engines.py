@@ -10,9 +10,9 @@ import dagster as dg
 
 from ecommerce_assets.definitions import load_project
 from ecommerce_assets.project.sources import RAW_TABLES
-from ecommerce_assets.run.context import RunOptions
-from ecommerce_assets.run.engine import Built, Checked, Selection
-from ecommerce_assets.run.spark.engine import run_project
+from ecommerce_assets.run.adapter import Built, Checked, Selection
+from ecommerce_assets.run.options import RunOptions
+from ecommerce_assets.run.spark.adapter import run_project
 from ecommerce_assets_tests.conftest import make_warehouse
 
 # When a run wrote the row, not what it is: two runs differ here whatever the engine. row_hash is

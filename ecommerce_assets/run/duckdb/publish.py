@@ -11,14 +11,15 @@ only `__build`/`__delta` relations, which the next run drops before it starts.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
 from ecommerce_assets.project.relations import BUILD_SUFFIX, DELTA_SUFFIX, build_name, delta_name
-from ecommerce_assets.run.logs import LOAD_LOG, PUBLISH_LOG
+from ecommerce_assets.run.duckdb.logs import LOAD_LOG, PUBLISH_LOG
+from ecommerce_assets.run.outputs import STAGED_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -84,36 +85,6 @@ def clean_up(con: duckdb.DuckDBPyConnection, output_dir: Path) -> list[str]:
             staged.unlink(missing_ok=True)
             dropped.append(str(staged))
     return dropped
-
-
-STAGED_SUFFIX = ".staged"
-
-
-def staged_path(path: Path) -> Path:
-    """Where a run writes a file it publishes as `path`: hidden, beside it (same file system)."""
-    return path.with_name(f".{path.name}{STAGED_SUFFIX}")
-
-
-def publishable(
-    built: Iterable[str], blocked: Iterable[str], deps: Mapping[str, Sequence[str]], views: set[str]
-) -> set[str]:
-    """The built nodes that may be published.
-
-    Not a node that failed a blocking check, nor anything built from one, nor what a view that is
-    not published reads (the published view would show the new rows through it without their
-    checks), until nothing more is held."""
-    built = set(built)
-    held = set(blocked)
-    changed = True
-    while changed:
-        before = len(held)
-        for node in [n for n in held if n in views]:  # a view not published exposes its upstream
-            held.update(deps.get(node, ()))
-        for node in built - held:  # anything built from held data is held too
-            if any(d in held for d in deps.get(node, ())):
-                held.add(node)
-        changed = len(held) != before
-    return built - held
 
 
 def publish(

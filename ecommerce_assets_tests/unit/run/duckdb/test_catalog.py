@@ -17,9 +17,9 @@ from ecommerce_assets.definitions import build_definitions, defs, load_project
 from ecommerce_assets.errors import ModelError
 from ecommerce_assets.paths import SQL_DIR
 from ecommerce_assets.project.sources import RAW_TABLES
-from ecommerce_assets.run import catalog
-from ecommerce_assets.run.build import create_statement
-from ecommerce_assets.run.catalog import bind
+from ecommerce_assets.run.duckdb import catalog
+from ecommerce_assets.run.duckdb.build import create_statement
+from ecommerce_assets.run.duckdb.catalog import bind
 from ecommerce_assets.settings import Settings
 
 

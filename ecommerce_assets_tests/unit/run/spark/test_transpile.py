@@ -7,7 +7,7 @@ from ecommerce_assets import cli
 from ecommerce_assets.definitions import build_definitions, load_project
 from ecommerce_assets.errors import ModelError
 from ecommerce_assets.project.sources import RAW_TABLES
-from ecommerce_assets.run.catalog import bind
+from ecommerce_assets.run.duckdb.catalog import bind
 from ecommerce_assets.run.spark.transpile import to_spark, transpile_project
 from ecommerce_assets.settings import Settings
 

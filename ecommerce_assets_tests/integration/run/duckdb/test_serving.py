@@ -11,8 +11,9 @@ import duckdb
 import pytest
 
 from ecommerce_assets.project.relations import BUILD_SUFFIX
-from ecommerce_assets.run import logs, publish
-from ecommerce_assets.run.serve import files_folder, write_serving_copy
+from ecommerce_assets.run.duckdb import logs
+from ecommerce_assets.run.duckdb.serve import files_folder, write_serving_copy
+from ecommerce_assets.run.outputs import staged_path
 
 SKIPS = ("raw", "staging")
 
@@ -103,7 +104,7 @@ def test_the_first_copy_serves_every_published_table_and_view(warehouse, tmp_pat
         "marts.products": ["run-1.parquet"],
         "marts.sales": ["run-1.parquet"],
     }
-    assert not publish.staged_path(path).exists()
+    assert not staged_path(path).exists()
     assert sorted(r for (r,) in warehouse.con.execute("select database_name from duckdb_databases()").fetchall()) == [
         "system",
         "temp",
@@ -173,7 +174,7 @@ def test_a_reader_of_the_old_copy_keeps_its_snapshot(warehouse, tmp_path):
 
 def test_a_copy_that_is_not_ours_is_replaced_and_a_dead_writes_leftovers_go(warehouse, tmp_path):
     path = tmp_path / "wh.serving.duckdb"
-    staged = publish.staged_path(path)
+    staged = staged_path(path)
     path.write_bytes(b"not a database" * 1000)
     staged.write_bytes(b"half a copy")
     Path(f"{staged}.wal").write_bytes(b"half a wal")
@@ -195,7 +196,7 @@ def test_a_write_that_fails_leaves_the_old_copy_as_it_was(warehouse, tmp_path):
         write_serving_copy(warehouse.con, path, SKIPS, run)
     assert path.read_bytes() == old
     assert copy_contents(path)["marts.sales"] == [(0, 2), (1, 2), (2, 2)]  # its files are still there
-    assert not publish.staged_path(path).exists()
+    assert not staged_path(path).exists()
     warehouse.con.execute("drop view analyses.broken")
     write_serving_copy(warehouse.con, path, SKIPS, run)
     assert copy_contents(path)["marts.sales"] == [(1, 1)]

@@ -31,9 +31,9 @@ from pathlib import Path
 import duckdb
 
 from ecommerce_assets.project.relations import BUILD_SUFFIX, DELTA_SUFFIX
-from ecommerce_assets.run.database import quote_identifier
-from ecommerce_assets.run.logs import latest_publish_query, latest_runs
-from ecommerce_assets.run.publish import STAGED_SUFFIX, staged_path
+from ecommerce_assets.run.duckdb.database import quote_identifier
+from ecommerce_assets.run.duckdb.logs import latest_publish_query, latest_runs
+from ecommerce_assets.run.outputs import STAGED_SUFFIX, staged_path
 
 ALIAS = "serving_copy"
 PREVIOUS = "serving_previous"

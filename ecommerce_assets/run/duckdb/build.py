@@ -4,7 +4,7 @@ export file, and what the catalog shows of the result. Plain DuckDB, no Dagster.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -15,13 +15,11 @@ from ecommerce_assets.project.changed import CHANGED_KEYS
 from ecommerce_assets.project.models import EXPORT_FORMATS, Model
 from ecommerce_assets.project.relations import build_name, delta_name
 from ecommerce_assets.project.sources import RawTable
-from ecommerce_assets.run.context import Run
-from ecommerce_assets.run.load import load
-from ecommerce_assets.run.publish import Pending
-
-# Rows shown in the catalog: a sample of a model, the whole answer of an analysis (up to 50).
-PREVIEW_ROWS = {"analyses": 50}
-DEFAULT_PREVIEW_ROWS = 5
+from ecommerce_assets.run.adapter import DEFAULT_PREVIEW_ROWS, PREVIEW_ROWS, TableStats
+from ecommerce_assets.run.duckdb.context import Run
+from ecommerce_assets.run.duckdb.load import load
+from ecommerce_assets.run.duckdb.publish import Pending
+from ecommerce_assets.run.outputs import output_path
 
 # What incremental_counts_sql counts, in its order -> the materialization's metadata.
 INCREMENTAL_COUNTS = ("rows_inserted", "rows_updated", "rows_deleted")
@@ -164,12 +162,6 @@ def export(run: Run, cur: duckdb.DuckDBPyConnection, model: Model, table: str) -
     return {"export_path": path, "export_rows": rows}
 
 
-def output_path(output_dir: Path, folder: str, file_name: str) -> Path:
-    directory = Path(output_dir) / folder
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory / file_name
-
-
 def _execute(cur: duckdb.DuckDBPyConnection, statement: str, model: Model, sql: str):
     """`statement`, which embeds the model's `sql`; a DuckDB error names the file line."""
     try:
@@ -188,16 +180,6 @@ def located(error: Exception, statement: str, sql: str, path: Path, first_line: 
         return ModelError(f"{path}: {message}")
     line = first_line + int(match.group(1)) - 1 - before
     return ModelError(f"{path}:{line}: {_LINE.sub(f'LINE {line}:', message, count=1)}")
-
-
-@dataclass(frozen=True)
-class TableStats:
-    """What the catalog shows of a built table: its size, its columns and a few rows."""
-
-    rows: int
-    columns: list[tuple[str, str]]  # name, DuckDB type
-    preview_columns: list[str]
-    preview: list[tuple]
 
 
 def table_stats(cur: duckdb.DuckDBPyConnection, table: str, layer: str) -> TableStats:

@@ -16,7 +16,7 @@ import pytest
 from ecommerce_assets.project.sources import RAW_TABLES
 from ecommerce_assets.run.spark.session import local_conf, spark_session
 from ecommerce_assets_tests.conftest import DATA
-from ecommerce_assets_tests.integration.run.engines import assert_same_tables, duckdb_build, spark_build
+from ecommerce_assets_tests.integration.run.spark.engines import assert_same_tables, duckdb_build, spark_build
 
 pyspark = pytest.importorskip("pyspark")
 

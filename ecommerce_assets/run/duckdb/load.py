@@ -16,9 +16,9 @@ from ecommerce_assets.errors import RawLoadError
 from ecommerce_assets.ingest.files import read_sql, source_files
 from ecommerce_assets.project.relations import delta_name
 from ecommerce_assets.project.sources import LOADED_AT, RawTable
-from ecommerce_assets.run.database import table_exists
-from ecommerce_assets.run.logs import create_load_log, loaded_files
-from ecommerce_assets.run.publish import Pending
+from ecommerce_assets.run.duckdb.database import table_exists
+from ecommerce_assets.run.duckdb.logs import create_load_log, loaded_files
+from ecommerce_assets.run.duckdb.publish import Pending
 
 
 @dataclass(frozen=True)

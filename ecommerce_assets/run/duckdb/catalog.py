@@ -2,7 +2,7 @@
 
 When the definitions load, `bind` creates the raw tables, empty, with their declared types in an
 in-memory DuckDB, then binds every model's exact build SQL (the select of
-`materialize.create_statement`) in dependency order, and every check's failing-rows query. That
+`run/duckdb/build.py's create_statement`) in dependency order, and every check's failing-rows query. That
 gives each asset its column names and types before anything runs, and a model or check that reads
 an unknown column or calls an unknown function fails the load with the file and the line, like a
 parse error. No data is read and no warehouse file is opened.
@@ -42,19 +42,19 @@ from ecommerce_assets.project.models import Model
 from ecommerce_assets.project.node import Node
 from ecommerce_assets.project.relations import delta_name
 from ecommerce_assets.project.sources import RawTable
-from ecommerce_assets.run.build import (
+from ecommerce_assets.run.adapter import Project, Selection
+from ecommerce_assets.run.duckdb.build import (
     INCREMENTAL_COLUMNS,
     create_statement,
     export_statement,
     incremental_statement,
     located,
 )
-from ecommerce_assets.run.database import quote_identifier
-from ecommerce_assets.run.engine import Project, Selection
-from ecommerce_assets.run.logs import create_publish_log
+from ecommerce_assets.run.duckdb.database import quote_identifier
+from ecommerce_assets.run.duckdb.logs import create_publish_log
 from ecommerce_assets.run.plan import plan
 
-# Any values do: binding needs only the variables' types, those a run sets (run.Run).
+# Any values do: binding needs only the variables' types, those a run sets (run/duckdb/context.py).
 _VARIABLES = {
     "analysis_date": (dt.date(2000, 1, 1), "date"),
     "run_started_at": (dt.datetime(2000, 1, 1), "timestamp"),

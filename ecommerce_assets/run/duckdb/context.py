@@ -1,4 +1,4 @@
-"""What one run shares across its models: its options, its cursors and its analysis date."""
+"""What one DuckDB run shares across its models: its cursors, what it built, its analysis date."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import datetime as dt
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -15,9 +14,11 @@ import duckdb
 from ecommerce_assets.project.models import retarget
 from ecommerce_assets.project.relations import delta_name
 from ecommerce_assets.project.sources import RAW_TABLES
-from ecommerce_assets.run import logs
-from ecommerce_assets.run.keys import VERIFY_KEYS, RawChange, all_keys_statement, keys_statement
-from ecommerce_assets.run.publish import Pending, Publication, staged_path
+from ecommerce_assets.run.duckdb import logs
+from ecommerce_assets.run.duckdb.keys import VERIFY_KEYS, RawChange, all_keys_statement, keys_statement
+from ecommerce_assets.run.duckdb.publish import Pending, Publication
+from ecommerce_assets.run.options import RunOptions
+from ecommerce_assets.run.outputs import staged_path
 
 T = TypeVar("T")
 
@@ -30,43 +31,6 @@ DEFAULT_ANALYSIS_DATE_SQL = (
     f"select least(coalesce(max(order_date) filter (where is_completed), max(order_date), {_RUN_DATE}), {_RUN_DATE})"
     " from staging.stg_orders"
 )
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    data_dir: Path
-    output_dir: Path
-    concurrency: int = 1
-    full_refresh: bool = False
-    analysis_date: dt.date | None = None
-    # Where the published tables are copied for readers after each publish (None: no copy).
-    serving_path: Path | None = None
-    # The share of its rows a raw table or mart may lose against the last publish without a WARN.
-    max_row_drop: float = 0.5
-    # equals_full_rebuild compares the changed keys and one slice in this many of all customers
-    # (the slice moves with the run's date): 1 compares whole tables on every run.
-    verify_slices: int = 7
-
-    def __post_init__(self):
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency={self.concurrency}: use 1 or more")
-        if self.verify_slices < 1:
-            raise ValueError(f"verify_slices={self.verify_slices}: use 1 or more")
-
-    @staticmethod
-    def parse_date(value: str | None, setting: str = "analysis_date") -> dt.date | None:
-        """A YYYY-MM-DD date, checked before anything is built; the message names `setting`."""
-        if not value:
-            return None
-        try:
-            date = dt.date.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{setting}={value!r} is not a YYYY-MM-DD date") from None
-        # Measured to a future date, every recency would count days that have not happened.
-        today = dt.datetime.now(dt.timezone.utc).date()
-        if date > today:
-            raise ValueError(f"{setting}={value!r} is in the future: use a date up to today ({today}, UTC)")
-        return date
 
 
 class Run:
@@ -86,7 +50,7 @@ class Run:
         self.started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         self.analysis_date = options.analysis_date
         self._date_known = False
-        # Per node: its code and its upstream's (engine.fingerprints), recorded when published.
+        # Per node: its code and its upstream's (project/node.py, fingerprints), recorded when published.
         self.versions: dict[str, str] = {}
         # Where the run's time went, seconds by phase (engine.run_phases), for the run's summary.
         self.phases: dict[str, float] = {}

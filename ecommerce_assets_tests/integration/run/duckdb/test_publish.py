@@ -19,9 +19,9 @@ from dagster._core.instance.ref import InstanceRef  # a second process reads the
 
 from ecommerce_assets.generate import generate
 from ecommerce_assets.project.relations import BUILD_SUFFIX, DELTA_SUFFIX
-from ecommerce_assets.run.logs import CHECK_LOG, PUBLISH_LOG
-from ecommerce_assets.run.publish import publishable
-from ecommerce_assets.run.serve import serving_path
+from ecommerce_assets.run.duckdb.logs import CHECK_LOG, PUBLISH_LOG
+from ecommerce_assets.run.duckdb.serve import serving_path
+from ecommerce_assets.run.engine import publishable
 from ecommerce_assets_tests.conftest import DATA, make_warehouse
 
 CUSTOMERS = 1500
