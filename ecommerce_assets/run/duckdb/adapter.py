@@ -21,14 +21,9 @@ from ecommerce_assets.run.duckdb.build import build_model, build_raw, located, t
 from ecommerce_assets.run.duckdb.context import Run
 from ecommerce_assets.run.duckdb.keys import VERIFY_KEYS
 from ecommerce_assets.run.duckdb.publish import clean_up, publish
-from ecommerce_assets.run.duckdb.serve import (
-    copy_statement,
-    drop_staged,
-    files_folder,
-    table_file,
-    write_serving_copy,
-)
+from ecommerce_assets.run.duckdb.serve import copy_statement, files_folder, table_file, write_serving_copy
 from ecommerce_assets.run.options import RunOptions
+from ecommerce_assets.run.outputs import drop_staged
 from ecommerce_assets.run.pump import Log
 
 # Not in the readers' copy: the raw exports (readers have the files), staging's views of them

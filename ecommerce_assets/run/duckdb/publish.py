@@ -19,7 +19,7 @@ import duckdb
 
 from ecommerce_assets.project.relations import BUILD_SUFFIX, DELTA_SUFFIX, build_name, delta_name
 from ecommerce_assets.run.duckdb.logs import LOAD_LOG, PUBLISH_LOG
-from ecommerce_assets.run.outputs import STAGED_SUFFIX
+from ecommerce_assets.run.outputs import drop_staged
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,7 @@ def clean_up(con: duckdb.DuckDBPyConnection, output_dir: Path) -> list[str]:
     for statement in prepare_statements(con):
         con.execute(statement)
         dropped.append(statement.rsplit(" ", 1)[1])
-    if Path(output_dir).is_dir():
-        for staged in Path(output_dir).glob(f"*/.*{STAGED_SUFFIX}"):
-            staged.unlink(missing_ok=True)
-            dropped.append(str(staged))
-    return dropped
+    return dropped + drop_staged(output_dir)
 
 
 def publish(

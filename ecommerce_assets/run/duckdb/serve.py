@@ -33,7 +33,7 @@ import duckdb
 from ecommerce_assets.project.relations import BUILD_SUFFIX, DELTA_SUFFIX
 from ecommerce_assets.run.duckdb.database import quote_identifier
 from ecommerce_assets.run.duckdb.logs import latest_publish_query, latest_runs
-from ecommerce_assets.run.outputs import STAGED_SUFFIX, staged_path
+from ecommerce_assets.run.outputs import staged_path
 
 ALIAS = "serving_copy"
 PREVIOUS = "serving_previous"
@@ -86,17 +86,6 @@ def copy_statement(con: duckdb.DuckDBPyConnection, source: str, path: Path | str
     """Writes `source`'s rows to the Parquet file `path` (its folder must exist)."""
     wide = dict.fromkeys(_wide_integers(con, source), "decimal(38, 0)")
     return f"copy (select *{_replace(wide)} from {source}) to '{quote_literal(path)}' (format parquet)"
-
-
-def drop_staged(folder: Path) -> list[str]:
-    """Removes the staged files a run left (not published, or the run died); returns them."""
-    if not Path(folder).is_dir():
-        return []
-    dropped = []
-    for staged in Path(folder).glob(f"*/.*{STAGED_SUFFIX}"):
-        staged.unlink(missing_ok=True)
-        dropped.append(str(staged))
-    return dropped
 
 
 def write_serving_copy(
