@@ -1,9 +1,9 @@
 """Every table's columns as DuckDB itself binds them, and the SQL a run would execute (dbt compile).
 
 When the definitions load, `bind` creates the raw tables, empty, with their declared types in an
-in-memory DuckDB, then binds every model's exact build SQL (the select of
-`run/duckdb/build.py's create_statement`) in dependency order, and every check's failing-rows query. That
-gives each asset its column names and types before anything runs, and a model or check that reads
+in-memory DuckDB, then binds every model's exact build SQL (the select of build.py's
+`create_statement`) in dependency order, and every check's failing-rows query. That gives each
+asset its column names and types before anything runs, and a model or check that reads
 an unknown column or calls an unknown function fails the load with the file and the line, like a
 parse error. No data is read and no warehouse file is opened.
 
