@@ -43,7 +43,9 @@ def build_warehouse(
     defaults to those of the project's sql/macros/. `catalog` (the column schemas) defaults to
     binding every model and check in DuckDB (`catalog.bind`), which fails on a broken one."""
     nodes = [*raw_tables, *models]
-    project = Project(nodes, load_macros() if macros is None else macros, after_build or {})
+    # The charts are DuckDB's alone (docs/spark.md): a Spark run neither draws nor warms them up.
+    hooks = (after_build or {}) if settings.engine == "duckdb" else {}
+    project = Project(nodes, load_macros() if macros is None else macros, hooks)
     translator = translator or Translator(freshness_hours=settings.freshness_hours, engine=settings.engine)
     keys = {n.name: translator.asset_key(n) for n in nodes}
     names = {key: name for name, key in keys.items()}

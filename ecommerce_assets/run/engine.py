@@ -85,7 +85,7 @@ def execute(
             log.warning("run stopped: nothing published, the warehouse is as before the run")
             return
         started = time.perf_counter()
-        published = publish_run(state, [e for e in events if isinstance(e, Built)], events)
+        published = publish_run(state, events)
         phases["publish"] = time.perf_counter() - started
         for event in events:
             if isinstance(event, Checked) or event.node.name in published:
@@ -102,12 +102,13 @@ def execute(
         raise RunFailed(state.failures)
 
 
-def publish_run(state: RunState, built: list[Built], events: Iterable[Built | Checked]) -> set[str]:
+def publish_run(state: RunState, events: list[Built | Checked]) -> set[str]:
     """Publishes what may be (see `publishable`), with the outcomes of the checks that ran on what is
     published now; returns the node names the run's events describe as published."""
     nodes = state.project.nodes
     deps = {n.name: n.deps for n in nodes}
     views = {n.name for n in nodes if n.materialized == "view"}
+    built = [e for e in events if isinstance(e, Built)]
     names = publishable(state.rebuilt, state.blocked, deps, views)
     held = sorted(state.rebuilt - names)
     if held:

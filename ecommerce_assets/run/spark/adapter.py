@@ -136,10 +136,10 @@ class SparkAdapter:
             " blocking boolean, run_id string, checked_at timestamp) using parquet"
         )
         self.set_variables()
-        dropped = self._drop_unpublished()
+        published, dropped = self._drop_unpublished()
         if dropped:
             log.warning(f"dropped what an earlier run left unpublished: {', '.join(dropped)}")
-        return {table.split(".", 1)[1] for table in self._published_versions()[0]}
+        return {table.split(".", 1)[1] for table in published}
 
     def _published_versions(self) -> tuple[dict[str, str], list[str]]:
         """Published name -> the version its view reads, and every version table there is."""
@@ -156,15 +156,16 @@ class SparkAdapter:
                         published[name] = f"{schema}.{found.group(1)}"
         return published, versions
 
-    def _drop_unpublished(self) -> list[str]:
-        """Drops every version no view reads: old versions and what a dead or stopped run built."""
+    def _drop_unpublished(self) -> tuple[dict[str, str], list[str]]:
+        """Drops every version no view reads: old versions and what a dead or stopped run built.
+        Returns what is published (as `_published_versions`) and what it dropped."""
         published, versions = self._published_versions()
         dropped = []
         for table in versions:
             if table not in published.values():
                 self.sql(f"drop table if exists {table}")
                 dropped.append(table)
-        return dropped
+        return published, dropped
 
     def unchanged_since(self, node: Node, rebuilt: set[str], exists: bool) -> str | None:
         return None  # every selected model is built in full
